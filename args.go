@@ -1,0 +1,110 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/alecthomas/kong"
+)
+
+// normalizeArgs rewrites the original tool's Go-flag spellings into the ones
+// kong parses: one or two dashes, -flag=value or -flag value, a short flag
+// (-e) or any unique prefix of a long name (-endp, -log-f), all become
+// --long-name. An ambiguous prefix is an error listing the candidates; an
+// unknown flag is an error naming it. A flag's value and everything after "--"
+// are left alone.
+func normalizeArgs(args []string, flags []*kong.Flag) ([]string, error) {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		arg := args[i]
+		if arg == "--" {
+			return append(out, args[i:]...), nil
+		}
+		if !strings.HasPrefix(arg, "-") || arg == "-" {
+			out = append(out, arg)
+			continue
+		}
+		name, value, hasValue := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(arg, "-"), "-"), "=")
+		flag, err := lookupFlag(name, flags)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", arg, err)
+		}
+		switch {
+		case hasValue:
+			out = append(out, "--"+flag.Name+"="+value)
+		case flag.IsBool() || i+1 == len(args):
+			out = append(out, "--"+flag.Name)
+		default:
+			// The next argument is this flag's value, even if it starts with a
+			// dash; joining them keeps kong from reading it as a flag.
+			i++
+			out = append(out, "--"+flag.Name+"="+args[i])
+		}
+	}
+	return out, nil
+}
+
+// lookupFlag finds the flag a name means: an exact long name, then a short
+// name, then a unique prefix of a long name.
+func lookupFlag(name string, flags []*kong.Flag) (*kong.Flag, error) {
+	for _, flag := range flags {
+		if flag.Name == name {
+			return flag, nil
+		}
+	}
+	for _, flag := range flags {
+		if flag.Short != 0 && string(flag.Short) == name {
+			return flag, nil
+		}
+	}
+	var candidates []*kong.Flag
+	for _, flag := range flags {
+		if name != "" && strings.HasPrefix(flag.Name, name) {
+			candidates = append(candidates, flag)
+		}
+	}
+	switch len(candidates) {
+	case 1:
+		return candidates[0], nil
+	case 0:
+		return nil, fmt.Errorf("unknown flag; run with --help to see the flags")
+	}
+	names := make([]string, len(candidates))
+	for i, flag := range candidates {
+		names[i] = "-" + flag.Name
+	}
+	sort.Strings(names)
+	return nil, fmt.Errorf("ambiguous flag; it could be %s", strings.Join(names, ", "))
+}
+
+// byteSize is a size in bytes, written as a number with an optional unit:
+// B, KiB, MiB, GiB (powers of 1024) or KB, MB, GB (powers of 1000).
+type byteSize int64
+
+var byteUnits = []struct {
+	suffix string
+	factor int64
+}{
+	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30},
+	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1},
+}
+
+// UnmarshalText parses a size such as 8MiB, 512KB or 1048576.
+func (b *byteSize) UnmarshalText(text []byte) error {
+	s := strings.TrimSpace(string(text))
+	number, factor := s, int64(1)
+	for _, unit := range byteUnits {
+		if trimmed, ok := strings.CutSuffix(s, unit.suffix); ok {
+			number, factor = strings.TrimSpace(trimmed), unit.factor
+			break
+		}
+	}
+	n, err := strconv.ParseInt(number, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/factor {
+		return fmt.Errorf("size %q: accepted: a whole number of bytes, optionally with B, KiB, MiB, GiB, KB, MB or GB (8MiB)", s)
+	}
+	*b = byteSize(n * factor)
+	return nil
+}

@@ -1,0 +1,239 @@
+// Command balancing-reverse-proxy is a hedging fan-out reverse proxy: it forwards
+// each request to a list of endpoints (mirrors of one API) and answers with the
+// first response whose status is terminal. See README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	stdlog "log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"github.com/rs/zerolog"
+	"github.com/rs/zerolog/hlog"
+
+	"balancing-reverse-proxy/endpoints"
+	"balancing-reverse-proxy/fanout"
+	"balancing-reverse-proxy/logging"
+	"balancing-reverse-proxy/terminal"
+)
+
+// envPrefix prefixes the environment variable of every flag:
+// BALANCING_REVERSE_PROXY_ENDPOINTS and so on.
+const envPrefix = "BALANCING_REVERSE_PROXY"
+
+// CLI is the command line. Flags keep the original tool's Go-flag spellings
+// (see normalizeArgs).
+type CLI struct {
+	Endpoints         endpoints.List   `short:"e" placeholder:"URL,..." help:"Comma-separated base URLs of the endpoints, in priority order: http[s]://host[:port][/prefix]."`
+	Address           string           `default:":8080" help:"Address to listen on, [host]:port."`
+	TerminalResponses terminal.Ranges  `short:"t" default:"100,200,300,400" help:"Statuses whose response goes to the client: hundreds (400 = 400-499), classes (2xx), codes (404) or ranges (500-503), comma-separated. Others make the proxy try the next endpoint."`
+	Fanout            bool             `short:"f" help:"Send each request to every endpoint at once; the first terminal answer wins. Default: serial, one endpoint after another, the next only when one fails."`
+	Timeout           time.Duration    `default:"30s" help:"How long a request may wait for a terminal answer's headers, all attempts together (0: no limit). Then 504, or the last non-terminal answer."`
+	TryTimeout        time.Duration    `default:"10s" help:"How long one attempt may wait for its response headers before it counts as failed (0: no limit)."`
+	MaxBodyBuffer     byteSize         `default:"8MiB" help:"Largest request body held in memory so every attempt can send it (bytes, or with KiB, MiB, GiB). A larger body is streamed to the first endpoint only."`
+	StopAfter         time.Duration    `short:"s" help:"Stop (gracefully, exit 0) after this long; 0 runs until SIGINT or SIGTERM."`
+	ShutdownTimeout   time.Duration    `default:"10s" help:"On stop, how long in-flight requests may take to finish."`
+	ReadHeaderTimeout time.Duration    `default:"10s" help:"How long a client may take to send its request headers."`
+	IdleTimeout       time.Duration    `default:"120s" help:"How long an idle keep-alive client connection is kept."`
+	LogPrefix         string           `default:"balancing-reverse-proxy" help:"Prefix of every text log line."`
+	LogFile           string           `default:"stdout" help:"Where logs go: stdout, stderr, or a file (appended to)."`
+	LogDate           bool             `default:"true" help:"Stamp log lines with the date (-log-date=false to drop it)."`
+	LogTime           bool             `default:"true" help:"Stamp log lines with the time (-log-time=false to drop it)."`
+	LogMsec           bool             `help:"Add microseconds to the time stamp."`
+	LogUTC            bool             `name:"log-utc" help:"Stamp in UTC instead of local time."`
+	LogFormat         string           `default:"text" enum:"text,json" help:"Log format: text or json."`
+	LogLevel          string           `default:"info" enum:"debug,info,warn,error" help:"Least severe level logged: debug (every attempt), info (every request), warn or error."`
+	Version           kong.VersionFlag `help:"Print the version and exit."`
+}
+
+// Validate checks what single flags cannot check alone.
+func (c *CLI) Validate() error {
+	if len(c.Endpoints) == 0 {
+		return fmt.Errorf("--endpoints is required; accepted: %s", endpoints.Accepted)
+	}
+	if err := checkAddress(c.Address); err != nil {
+		return err
+	}
+	for name, d := range map[string]time.Duration{
+		"--timeout": c.Timeout, "--try-timeout": c.TryTimeout, "--stop-after": c.StopAfter,
+		"--shutdown-timeout": c.ShutdownTimeout, "--read-header-timeout": c.ReadHeaderTimeout, "--idle-timeout": c.IdleTimeout,
+	} {
+		if d < 0 {
+			return fmt.Errorf("%s: %s is negative; accepted: a duration such as 500ms, 10s or 0", name, d)
+		}
+	}
+	return nil
+}
+
+func checkAddress(address string) error {
+	host, port, err := net.SplitHostPort(address)
+	if err == nil {
+		_, err = net.LookupPort("tcp", port)
+	}
+	if err == nil && host != "" && net.ParseIP(host) == nil && !isHostName(host) {
+		err = fmt.Errorf("bad host %q", host)
+	}
+	if err != nil {
+		return fmt.Errorf("--address %q: %w; accepted: [host]:port, such as :8080 or 127.0.0.1:8080", address, err)
+	}
+	return nil
+}
+
+func isHostName(host string) bool {
+	for _, r := range host {
+		if !(r == '-' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run parses args, serves until ctx ends or --stop-after passes, and returns the
+// exit status: 0 after a clean stop, 1 when serving failed, 2 for bad usage.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var cli CLI
+	exitCode := -1
+	parser, err := kong.New(&cli,
+		kong.Name("balancing-reverse-proxy"),
+		kong.Description("A reverse proxy that sends each request to several mirrors of one API and answers with the first terminal response. Flags take one or two dashes, -flag=value or -flag value, and any unique prefix of a name (-endp)."),
+		kong.Vars{"version": version()},
+		kong.DefaultEnvars(envPrefix),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(code int) { exitCode = code }),
+	)
+	if err != nil {
+		fmt.Fprintf(stderr, "balancing-reverse-proxy: %v\n", err)
+		return 1
+	}
+	if len(args) == 0 && os.Getenv(envPrefix+"_ENDPOINTS") == "" {
+		// Like the original tool: no arguments print the flags, as an error.
+		parser.Stdout = stderr
+		_, _ = parser.Parse([]string{"--help"})
+		return 2
+	}
+	normalized, err := normalizeArgs(args, parser.Model.Flags)
+	if err == nil {
+		_, err = parser.Parse(normalized)
+	}
+	if exitCode >= 0 {
+		// --help or --version ran.
+		return exitCode
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "balancing-reverse-proxy: %v\n", err)
+		return 2
+	}
+	if err := cli.serve(ctx); err != nil {
+		fmt.Fprintf(stderr, "balancing-reverse-proxy: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func version() string {
+	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" {
+		return info.Main.Version
+	}
+	return "(devel)"
+}
+
+// serve listens, serves until ctx ends or --stop-after passes, then drains
+// in-flight requests for at most --shutdown-timeout.
+func (c *CLI) serve(ctx context.Context) error {
+	logOut, err := logging.Open(c.LogFile)
+	if err != nil {
+		return fmt.Errorf("--log-file %q: %w", c.LogFile, err)
+	}
+	defer logOut.Close()
+	logger, err := logging.New(logOut, logging.Options{
+		Prefix: c.LogPrefix, Date: c.LogDate, Time: c.LogTime, Msec: c.LogMsec, UTC: c.LogUTC,
+		Format: c.LogFormat, Level: c.LogLevel,
+	})
+	if err != nil {
+		return err
+	}
+
+	schedule := fanout.Serial()
+	if c.Fanout {
+		schedule = fanout.FanOut()
+	}
+	transport := endpoints.NewTransport(256)
+	defer transport.CloseIdleConnections()
+	proxy := &fanout.Proxy{
+		Endpoints:     c.Endpoints,
+		Terminal:      c.TerminalResponses,
+		Schedule:      schedule,
+		Transport:     transport,
+		MaxBodyBuffer: int64(c.MaxBodyBuffer),
+		Timeout:       c.Timeout,
+		TryTimeout:    c.TryTimeout,
+	}
+	server := &http.Server{
+		Handler:           hlog.NewHandler(logger)(hlog.RequestIDHandler("request_id", "")(proxy)),
+		ReadHeaderTimeout: c.ReadHeaderTimeout,
+		IdleTimeout:       c.IdleTimeout,
+		ErrorLog:          stdlog.New(logger.With().Str("source", "http.Server").Logger(), "", 0),
+	}
+
+	listener, err := net.Listen("tcp", c.Address)
+	if err != nil {
+		return fmt.Errorf("--address %q: %w", c.Address, err)
+	}
+	for _, endpoint := range c.Endpoints {
+		logger.Info().Int("endpoint", endpoint.Index).Str("url", endpoint.String()).Msg("configured endpoint")
+	}
+	logger.Info().Str("address", listener.Addr().String()).Str("mode", schedule.String()).
+		Str("terminal", c.TerminalResponses.String()).Msg("listening")
+
+	if c.StopAfter > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.StopAfter)
+		defer cancel()
+	}
+	served := make(chan error, 1)
+	go func() { served <- server.Serve(listener) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("serving: %w", err)
+	case <-ctx.Done():
+	}
+	return shutdown(server, served, c.ShutdownTimeout, logger)
+}
+
+// shutdown stops accepting connections and waits up to timeout for in-flight
+// requests; after that it cuts the remaining ones and reports it.
+func shutdown(server *http.Server, served <-chan error, timeout time.Duration, logger zerolog.Logger) error {
+	logger.Info().Dur("drain_timeout", timeout).Msg("stopping: draining in-flight requests")
+	drainCtx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	err := server.Shutdown(drainCtx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		server.Close()
+		err = fmt.Errorf("requests still in flight after --shutdown-timeout %s were cut", timeout)
+	}
+	if serveErr := <-served; !errors.Is(serveErr, http.ErrServerClosed) {
+		err = errors.Join(err, serveErr)
+	}
+	if err != nil {
+		return fmt.Errorf("stopping: %w", err)
+	}
+	logger.Info().Msg("stopped")
+	return nil
+}
