@@ -12,7 +12,10 @@ import (
 // normalizeArgs rewrites the original tool's Go-flag spellings into the ones
 // kong parses: one or two dashes, -flag=value or -flag value, a short flag
 // (-e) or any unique prefix of a long name (-endp, -log-f), all become
-// --long-name. An ambiguous prefix is an error listing the candidates; an
+// --long-name. A prefix shared by one of the original tool's flags (tagged
+// original) and newer ones means the original's, so that its users' scripts
+// keep their meaning (-log-f is -log-file, not -log-format). Any other
+// ambiguous prefix is an error listing the candidates; an
 // unknown flag is an error naming it. A flag's value and everything after "--"
 // are left alone.
 func normalizeArgs(args []string, flags []*kong.Flag) ([]string, error) {
@@ -63,6 +66,17 @@ func lookupFlag(name string, flags []*kong.Flag) (*kong.Flag, error) {
 	for _, flag := range flags {
 		if name != "" && strings.HasPrefix(flag.Name, name) {
 			candidates = append(candidates, flag)
+		}
+	}
+	if len(candidates) > 1 {
+		var originals []*kong.Flag
+		for _, flag := range candidates {
+			if flag.Tag.Has("original") {
+				originals = append(originals, flag)
+			}
+		}
+		if len(originals) == 1 {
+			return originals[0], nil
 		}
 	}
 	switch len(candidates) {

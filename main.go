@@ -32,25 +32,25 @@ import (
 const envPrefix = "BALANCING_REVERSE_PROXY"
 
 // CLI is the command line. Flags keep the original tool's Go-flag spellings
-// (see normalizeArgs).
+// (see normalizeArgs); the flags the original had are tagged original.
 type CLI struct {
-	Endpoints         endpoints.List   `short:"e" placeholder:"URL,..." help:"Comma-separated base URLs of the endpoints, in priority order: http[s]://host[:port][/prefix]."`
-	Address           string           `default:":8080" help:"Address to listen on, [host]:port."`
-	TerminalResponses terminal.Ranges  `short:"t" default:"100,200,300,400" help:"Statuses whose response goes to the client: hundreds (400 = 400-499), classes (2xx), codes (404) or ranges (500-503), comma-separated. Others make the proxy try the next endpoint."`
-	Fanout            bool             `short:"f" help:"Send each request to every endpoint at once; the first terminal answer wins. Default: serial, one endpoint after another, the next only when one fails."`
+	Endpoints         endpoints.List   `original:"" short:"e" placeholder:"URL,..." help:"Comma-separated base URLs of the endpoints, in priority order: http[s]://host[:port][/prefix]."`
+	Address           string           `original:"" default:":8080" help:"Address to listen on, [host]:port."`
+	TerminalResponses terminal.Ranges  `original:"" short:"t" default:"100,200,300,400" help:"Statuses whose response goes to the client: hundreds (400 = 400-499), classes (2xx), codes (404) or ranges (500-503), comma-separated. Others make the proxy try the next endpoint."`
+	Fanout            bool             `original:"" short:"f" help:"Send each request to every endpoint at once; the first terminal answer wins. Default: serial, one endpoint after another, the next only when one fails."`
 	Timeout           time.Duration    `default:"30s" help:"How long a request may wait for a terminal answer's headers, all attempts together (0: no limit). Then 504, or the last non-terminal answer."`
 	TryTimeout        time.Duration    `default:"10s" help:"How long one attempt may wait for its response headers before it counts as failed (0: no limit)."`
 	MaxBodyBuffer     byteSize         `default:"8MiB" help:"Largest request body held in memory so every attempt can send it (bytes, or with KiB, MiB, GiB). A larger body is streamed to the first endpoint only."`
-	StopAfter         time.Duration    `short:"s" help:"Stop (gracefully, exit 0) after this long; 0 runs until SIGINT or SIGTERM."`
+	StopAfter         time.Duration    `original:"" short:"s" help:"Stop (gracefully, exit 0) after this long; 0 runs until SIGINT or SIGTERM."`
 	ShutdownTimeout   time.Duration    `default:"10s" help:"On stop, how long in-flight requests may take to finish."`
 	ReadHeaderTimeout time.Duration    `default:"10s" help:"How long a client may take to send its request headers."`
 	IdleTimeout       time.Duration    `default:"120s" help:"How long an idle keep-alive client connection is kept."`
-	LogPrefix         string           `default:"balancing-reverse-proxy" help:"Prefix of every text log line."`
-	LogFile           string           `default:"stdout" help:"Where logs go: stdout, stderr, or a file (appended to)."`
-	LogDate           bool             `default:"true" help:"Stamp log lines with the date (-log-date=false to drop it)."`
-	LogTime           bool             `default:"true" help:"Stamp log lines with the time (-log-time=false to drop it)."`
-	LogMsec           bool             `help:"Add microseconds to the time stamp."`
-	LogUTC            bool             `name:"log-utc" help:"Stamp in UTC instead of local time."`
+	LogPrefix         string           `original:"" default:"balancing-reverse-proxy" help:"Prefix of every text log line."`
+	LogFile           string           `original:"" default:"stdout" help:"Where logs go: stdout, stderr, or a file (appended to)."`
+	LogDate           bool             `original:"" default:"true" help:"Stamp log lines with the date (-log-date=false to drop it)."`
+	LogTime           bool             `original:"" default:"true" help:"Stamp log lines with the time (-log-time=false to drop it)."`
+	LogMsec           bool             `original:"" help:"Add microseconds to the time stamp."`
+	LogUTC            bool             `original:"" name:"log-utc" help:"Stamp in UTC instead of local time."`
 	LogFormat         string           `default:"text" enum:"text,json" help:"Log format: text or json."`
 	LogLevel          string           `default:"info" enum:"debug,info,warn,error" help:"Least severe level logged: debug (every attempt), info (every request), warn or error."`
 	Version           kong.VersionFlag `help:"Print the version and exit."`
@@ -220,7 +220,7 @@ func (c *CLI) serve(ctx context.Context) error {
 // shutdown stops accepting connections and waits up to timeout for in-flight
 // requests; after that it cuts the remaining ones and reports it.
 func shutdown(server *http.Server, served <-chan error, timeout time.Duration, logger zerolog.Logger) error {
-	logger.Info().Dur("drain_timeout", timeout).Msg("stopping: draining in-flight requests")
+	logger.Info().Stringer("drain_timeout", timeout).Msg("stopping: draining in-flight requests")
 	drainCtx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	err := server.Shutdown(drainCtx)

@@ -33,6 +33,9 @@ type Outcome struct {
 	Err error
 	// Elapsed is the time from the attempt's start to its headers or failure.
 	Elapsed time.Duration
+
+	// closed records that Close ran, so that the body is closed only once.
+	closed bool
 }
 
 // Status returns the response's status code, or 0 when the attempt failed.
@@ -46,7 +49,8 @@ func (o *Outcome) Status() int {
 // Close closes the response body, if there is one. It is safe to call more than
 // once and on a failed outcome.
 func (o *Outcome) Close() {
-	if o.Response != nil {
+	if o.Response != nil && !o.closed {
+		o.closed = true
 		o.Response.Body.Close()
 	}
 }
@@ -55,9 +59,11 @@ func (o *Outcome) Close() {
 // failures to read from the endpoint.
 var ErrClientWrite = errors.New("writing to the client")
 
-// Copy writes the response to w: headers without hop-by-hop ones, the status, the
-// body as it arrives (flushed write by write when its length is unknown, as with
-// Server-Sent Events) and the trailers. It returns the body bytes written. An error
+// Copy writes the response to w: headers without hop-by-hop ones and the status,
+// flushed at once so a slow body does not hold them back; the body as it arrives
+// (flushed write by write when its length is unknown, as with Server-Sent Events);
+// and the trailers. If the body breaks off, what arrived is flushed before the
+// error returns. It returns the body bytes written. An error
 // comes after the status was written, so the caller can only abort the exchange.
 // Copy does not close the body; Close does.
 func (o *Outcome) Copy(w http.ResponseWriter) (int64, error) {
@@ -73,8 +79,13 @@ func (o *Outcome) Copy(w http.ResponseWriter) (int64, error) {
 		header.Add("Trailer", name)
 	}
 	w.WriteHeader(resp.StatusCode)
+	controller := http.NewResponseController(w)
+	// The client learns the status now, even if the body is slow to come.
+	if err := flush(controller); err != nil {
+		return 0, err
+	}
 
-	written, err := copyBody(w, resp.Body, streams(resp))
+	written, err := copyBody(w, controller, resp.Body, streams(resp))
 	if err != nil && !errors.Is(err, ErrClientWrite) {
 		return written, fmt.Errorf("endpoint %d: %w", o.Endpoint.Index, err)
 	}
@@ -97,8 +108,7 @@ func streams(resp *http.Response) bool {
 	return resp.ContentLength < 0 || strings.EqualFold(mediaType, "text/event-stream")
 }
 
-func copyBody(w http.ResponseWriter, body io.Reader, flush bool) (int64, error) {
-	controller := http.NewResponseController(w)
+func copyBody(w io.Writer, controller *http.ResponseController, body io.Reader, streaming bool) (int64, error) {
 	buf := make([]byte, copyBufferSize)
 	var written int64
 	for {
@@ -109,9 +119,9 @@ func copyBody(w http.ResponseWriter, body io.Reader, flush bool) (int64, error) 
 			if writeErr != nil {
 				return written, fmt.Errorf("%w: %w", ErrClientWrite, writeErr)
 			}
-			if flush {
-				if err := controller.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
-					return written, fmt.Errorf("%w: %w", ErrClientWrite, err)
+			if streaming {
+				if err := flush(controller); err != nil {
+					return written, err
 				}
 			}
 		}
@@ -119,7 +129,16 @@ func copyBody(w http.ResponseWriter, body io.Reader, flush bool) (int64, error) 
 			return written, nil
 		}
 		if readErr != nil {
+			// What did arrive is genuine; the caller then cuts the connection.
+			_ = flush(controller)
 			return written, fmt.Errorf("reading the response body: %w", readErr)
 		}
 	}
+}
+
+func flush(controller *http.ResponseController) error {
+	if err := controller.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return fmt.Errorf("%w: %w", ErrClientWrite, err)
+	}
+	return nil
 }

@@ -56,6 +56,11 @@ func parseURL(raw string) (*url.URL, error) {
 	if raw == "" {
 		return nil, fmt.Errorf("empty endpoint")
 	}
+	// Without "://", url.Parse reads "localhost:8000" as scheme "localhost" and
+	// fails on "127.0.0.1:8000"; either way the scheme is what is missing.
+	if !strings.Contains(raw, "://") {
+		return nil, fmt.Errorf("no scheme: it must start with http:// or https://")
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		// url.Error repeats the URL, which the caller already names.

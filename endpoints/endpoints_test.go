@@ -1,0 +1,630 @@
+package endpoints
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func mustParse(t *testing.T, spec string) List {
+	t.Helper()
+	list, err := Parse(spec)
+	require.NoError(t, err, "spec %q", spec)
+	return list
+}
+
+func mustEndpoint(t *testing.T, raw string) Endpoint {
+	t.Helper()
+	list := mustParse(t, raw)
+	require.Len(t, list, 1)
+	return list[0]
+}
+
+func TestParseAccepts(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		spec string
+		want []string
+	}{
+		{name: "one http", spec: "http://localhost:8000", want: []string{"http://localhost:8000"}},
+		{name: "https without port", spec: "https://api.example.com", want: []string{"https://api.example.com"}},
+		{name: "path prefix", spec: "http://host/public-apis", want: []string{"http://host/public-apis"}},
+		{name: "path prefix with trailing slash", spec: "http://host:81/p/", want: []string{"http://host:81/p/"}},
+		{name: "ipv6 literal", spec: "http://[::1]:8080", want: []string{"http://[::1]:8080"}},
+		{name: "port bounds", spec: "http://a:1,http://b:65535", want: []string{"http://a:1", "http://b:65535"}},
+		{
+			name: "several",
+			spec: "http://a:8000,https://b/prefix,http://127.0.0.1:9000",
+			want: []string{"http://a:8000", "https://b/prefix", "http://127.0.0.1:9000"},
+		},
+		{
+			name: "spaces around commas",
+			spec: "  http://a:8000 ,\thttps://b  , http://c ",
+			want: []string{"http://a:8000", "https://b", "http://c"},
+		},
+		{name: "upper-case scheme", spec: "HTTP://a:8000,HttpS://b", want: []string{"http://a:8000", "https://b"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			list, err := Parse(tt.spec)
+			require.NoError(t, err)
+			require.Len(t, list, len(tt.want))
+			for i, e := range list {
+				assert.Equal(t, i, e.Index, "index of %s", e)
+				require.NotNil(t, e.URL)
+				assert.Equal(t, tt.want[i], e.String())
+				assert.Contains(t, []string{"http", "https"}, e.URL.Scheme)
+			}
+		})
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		spec string
+		// wantIn are substrings the error must contain, besides "accepted:".
+		wantIn []string
+	}{
+		{name: "empty spec", spec: "", wantIn: []string{"no endpoints"}},
+		{name: "blank spec", spec: "  \t ", wantIn: []string{"no endpoints"}},
+		{name: "empty element", spec: "http://a,,http://b", wantIn: []string{`endpoint 1 ""`, "empty endpoint"}},
+		{name: "trailing comma", spec: "http://a,", wantIn: []string{`endpoint 1 ""`, "empty endpoint"}},
+		{name: "bad second element", spec: "http://a,ftp://b", wantIn: []string{`endpoint 1 "ftp://b"`, `unknown scheme "ftp"`}},
+		// url.Parse reads "localhost:8000" as scheme "localhost" with opaque
+		// "8000"; the message must say what is missing, not blame a scheme.
+		{name: "host and port without scheme", spec: "localhost:8000", wantIn: []string{`"localhost:8000"`, "no scheme"}},
+		// url.Parse fails on this one ("first path segment cannot contain colon").
+		{name: "ip and port without scheme", spec: "127.0.0.1:8000", wantIn: []string{`"127.0.0.1:8000"`, "no scheme"}},
+		{name: "bare host", spec: "localhost", wantIn: []string{`"localhost"`, "no scheme"}},
+		{name: "scheme-relative", spec: "//host:80", wantIn: []string{`"//host:80"`, "no scheme"}},
+		{name: "unknown scheme", spec: "ftp://host", wantIn: []string{`"ftp://host"`, `unknown scheme "ftp"`}},
+		{name: "no host", spec: "http://", wantIn: []string{`"http://"`, "no host"}},
+		{name: "no host with path", spec: "http:///path", wantIn: []string{`"http:///path"`, "no host"}},
+		{name: "scheme without slashes", spec: "http:host", wantIn: []string{`"http:host"`, "must start with http:// or https://"}},
+		{name: "scheme with one slash", spec: "https:/host", wantIn: []string{`"https:/host"`, "must start with http:// or https://"}},
+		{name: "port only", spec: "http://:8080", wantIn: []string{`"http://:8080"`, "no host"}},
+		{name: "credentials", spec: "http://user:pw@host", wantIn: []string{`"http://user:pw@host"`, "credentials"}},
+		{name: "user only", spec: "http://user@host", wantIn: []string{`"http://user@host"`, "credentials"}},
+		{name: "query", spec: "http://host/p?a=1", wantIn: []string{`"http://host/p?a=1"`, "query"}},
+		{name: "empty query", spec: "http://host?", wantIn: []string{`"http://host?"`, "query"}},
+		{name: "fragment", spec: "http://host/p#frag", wantIn: []string{`"http://host/p#frag"`, "fragment"}},
+		{name: "port zero", spec: "http://host:0", wantIn: []string{`"http://host:0"`, `port "0"`}},
+		{name: "port too big", spec: "http://host:70000", wantIn: []string{`"http://host:70000"`, `port "70000"`}},
+		{name: "port not numeric", spec: "http://host:abc", wantIn: []string{`"http://host:abc"`, "port"}},
+		{name: "unparseable", spec: "http://[::1", wantIn: []string{`"http://[::1"`, "]"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			list, err := Parse(tt.spec)
+			require.Error(t, err)
+			assert.Nil(t, list)
+			msg := err.Error()
+			assert.Contains(t, msg, "accepted:")
+			assert.NotContains(t, msg, "\n")
+			for _, want := range tt.wantIn {
+				assert.Contains(t, msg, want)
+			}
+		})
+	}
+}
+
+func TestListUnmarshalText(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		text    string
+		want    []string
+		wantErr string
+	}{
+		{name: "two", text: "http://a:1, https://b/p", want: []string{"http://a:1", "https://b/p"}},
+		{name: "bad", text: "http://a:1,ftp://b", wantErr: `unknown scheme "ftp"`},
+		{name: "empty", text: "", wantErr: "no endpoints"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			prior := List{{Index: 7, URL: &url.URL{Scheme: "http", Host: "prior"}}}
+			list := prior
+			err := list.UnmarshalText([]byte(tt.text))
+			if tt.wantErr != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tt.wantErr)
+				assert.Equal(t, prior, list, "a failed unmarshal leaves the list alone")
+				return
+			}
+			require.NoError(t, err)
+			require.Len(t, list, len(tt.want))
+			for i, e := range list {
+				assert.Equal(t, i, e.Index)
+				assert.Equal(t, tt.want[i], e.String())
+			}
+		})
+	}
+}
+
+func TestOutgoingURL(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		endpoint    string
+		target      string
+		wantPath    string
+		wantEscaped string
+		wantQuery   string
+		wantURL     string
+	}{
+		{
+			name:        "prefix",
+			endpoint:    "http://host:8000/public-apis",
+			target:      "/v1/x?a=1",
+			wantPath:    "/public-apis/v1/x",
+			wantEscaped: "/public-apis/v1/x",
+			wantQuery:   "a=1",
+			wantURL:     "http://host:8000/public-apis/v1/x?a=1",
+		},
+		{
+			name:        "prefix with trailing slash",
+			endpoint:    "http://host:8000/public-apis/",
+			target:      "/v1/x?a=1",
+			wantPath:    "/public-apis/v1/x",
+			wantEscaped: "/public-apis/v1/x",
+			wantQuery:   "a=1",
+			wantURL:     "http://host:8000/public-apis/v1/x?a=1",
+		},
+		{
+			name:        "no prefix",
+			endpoint:    "http://host:8000",
+			target:      "/v1/x",
+			wantPath:    "/v1/x",
+			wantEscaped: "/v1/x",
+			wantURL:     "http://host:8000/v1/x",
+		},
+		{
+			name:        "root slash prefix",
+			endpoint:    "https://host/",
+			target:      "/v1/x",
+			wantPath:    "/v1/x",
+			wantEscaped: "/v1/x",
+			wantURL:     "https://host/v1/x",
+		},
+		{
+			name:        "root request under prefix",
+			endpoint:    "http://host/p",
+			target:      "/",
+			wantPath:    "/p/",
+			wantEscaped: "/p/",
+			wantURL:     "http://host/p/",
+		},
+		{
+			name:        "escaped slash kept",
+			endpoint:    "http://host/pre",
+			target:      "/a%2Fb",
+			wantPath:    "/pre/a/b",
+			wantEscaped: "/pre/a%2Fb",
+			wantURL:     "http://host/pre/a%2Fb",
+		},
+		{
+			name:        "escaped space kept",
+			endpoint:    "http://host",
+			target:      "/a%20b/c",
+			wantPath:    "/a b/c",
+			wantEscaped: "/a%20b/c",
+			wantURL:     "http://host/a%20b/c",
+		},
+		{
+			name:        "raw query byte for byte",
+			endpoint:    "http://host/p",
+			target:      "/x?a=%20&b=1;c",
+			wantPath:    "/p/x",
+			wantEscaped: "/p/x",
+			wantQuery:   "a=%20&b=1;c",
+			wantURL:     "http://host/p/x?a=%20&b=1;c",
+		},
+		{
+			name:        "repeated and unsorted query",
+			endpoint:    "http://host",
+			target:      "/x?b=2&a=1&b=1",
+			wantPath:    "/x",
+			wantEscaped: "/x",
+			wantQuery:   "b=2&a=1&b=1",
+			wantURL:     "http://host/x?b=2&a=1&b=1",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := mustEndpoint(t, tt.endpoint)
+			configured := e.URL.String()
+			in := httptest.NewRequest(http.MethodGet, tt.target, nil)
+			out := e.Outgoing(context.Background(), in, nil, 0)
+			require.NotNil(t, out)
+			assert.Equal(t, tt.wantPath, out.URL.Path)
+			assert.Equal(t, tt.wantEscaped, out.URL.EscapedPath())
+			assert.Equal(t, tt.wantQuery, out.URL.RawQuery)
+			assert.Equal(t, tt.wantURL, out.URL.String())
+			assert.Equal(t, e.URL.Host, out.Host)
+			assert.Equal(t, configured, e.URL.String(), "the endpoint's URL is not modified")
+			assert.NotSame(t, e.URL, out.URL)
+		})
+	}
+}
+
+func TestOutgoingHeaders(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		remoteAddr string
+		host       string
+		tls        bool
+		header     http.Header
+		// want are headers that must have exactly these values.
+		want http.Header
+		// absent are headers that must not be present at all.
+		absent []string
+	}{
+		{
+			name:       "forwarded for a new client",
+			remoteAddr: "192.0.2.7:51234",
+			host:       "proxy.example:8080",
+			header:     http.Header{"Accept": {"application/json"}, "User-Agent": {"curl/8"}},
+			want: http.Header{
+				"Accept":            {"application/json"},
+				"User-Agent":        {"curl/8"},
+				"X-Forwarded-For":   {"192.0.2.7"},
+				"X-Forwarded-Host":  {"proxy.example:8080"},
+				"X-Forwarded-Proto": {"http"},
+			},
+		},
+		{
+			name:       "forwarded for appended",
+			remoteAddr: "192.0.2.7:51234",
+			host:       "proxy.example",
+			header:     http.Header{"X-Forwarded-For": {"203.0.113.1, 198.51.100.2"}},
+			want:       http.Header{"X-Forwarded-For": {"203.0.113.1, 198.51.100.2, 192.0.2.7"}},
+		},
+		{
+			name:       "forwarded for from several lines",
+			remoteAddr: "192.0.2.7:51234",
+			host:       "proxy.example",
+			header:     http.Header{"X-Forwarded-For": {"203.0.113.1", "198.51.100.2"}},
+			want:       http.Header{"X-Forwarded-For": {"203.0.113.1, 198.51.100.2, 192.0.2.7"}},
+		},
+		{
+			name:       "ipv6 client",
+			remoteAddr: "[2001:db8::1]:443",
+			host:       "proxy.example",
+			want:       http.Header{"X-Forwarded-For": {"2001:db8::1"}},
+		},
+		{
+			name:       "https inbound",
+			remoteAddr: "192.0.2.7:51234",
+			host:       "secure.example",
+			tls:        true,
+			want:       http.Header{"X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"secure.example"}},
+		},
+		{
+			name:       "forwarded proto and host overwritten",
+			remoteAddr: "192.0.2.7:51234",
+			host:       "real.example",
+			header:     http.Header{"X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"spoofed.example"}},
+			want:       http.Header{"X-Forwarded-Proto": {"http"}, "X-Forwarded-Host": {"real.example"}},
+		},
+		{
+			name:       "hop-by-hop removed",
+			remoteAddr: "192.0.2.7:51234",
+			host:       "proxy.example",
+			header: http.Header{
+				"Connection":          {"keep-alive"},
+				"Keep-Alive":          {"timeout=5"},
+				"Proxy-Connection":    {"keep-alive"},
+				"Proxy-Authorization": {"Basic Zm9vOmJhcg=="},
+				"Te":                  {"gzip"},
+				"Trailer":             {"X-Checksum"},
+				"Transfer-Encoding":   {"chunked"},
+				"Upgrade":             {"websocket"},
+				"Authorization":       {"Bearer end-to-end"},
+			},
+			want:   http.Header{"Authorization": {"Bearer end-to-end"}},
+			absent: []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"},
+		},
+		{
+			name:       "headers named in Connection removed",
+			remoteAddr: "192.0.2.7:51234",
+			host:       "proxy.example",
+			header: http.Header{
+				"Connection": {"X-Secret, x-other", "close"},
+				"X-Secret":   {"s3cr3t"},
+				"X-Other":    {"o"},
+				"X-Kept":     {"k"},
+			},
+			want:   http.Header{"X-Kept": {"k"}},
+			absent: []string{"Connection", "X-Secret", "X-Other"},
+		},
+		{
+			name:       "te trailers kept",
+			remoteAddr: "192.0.2.7:51234",
+			host:       "proxy.example",
+			header:     http.Header{"Te": {"trailers"}},
+			want:       http.Header{"Te": {"trailers"}},
+		},
+		{
+			name:       "te trailers kept among others",
+			remoteAddr: "192.0.2.7:51234",
+			host:       "proxy.example",
+			header:     http.Header{"Te": {"gzip, Trailers", "deflate"}},
+			want:       http.Header{"Te": {"trailers"}},
+		},
+		{
+			name:       "absent user agent stays empty",
+			remoteAddr: "192.0.2.7:51234",
+			host:       "proxy.example",
+			want:       http.Header{"User-Agent": {""}},
+		},
+		{
+			name:       "empty user agent stays empty",
+			remoteAddr: "192.0.2.7:51234",
+			host:       "proxy.example",
+			header:     http.Header{"User-Agent": {""}},
+			want:       http.Header{"User-Agent": {""}},
+		},
+		{
+			name:       "unsplittable remote address adds nothing",
+			remoteAddr: "pipe",
+			host:       "proxy.example",
+			header:     http.Header{"X-Forwarded-For": {"203.0.113.1"}},
+			want:       http.Header{"X-Forwarded-For": {"203.0.113.1"}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := mustEndpoint(t, "http://127.0.0.1:9000/base")
+			in := httptest.NewRequest(http.MethodGet, "/v1/x", nil)
+			in.RemoteAddr = tt.remoteAddr
+			in.Host = tt.host
+			in.Header = tt.header.Clone()
+			if in.Header == nil {
+				in.Header = http.Header{}
+			}
+			if tt.tls {
+				in.TLS = &tls.ConnectionState{}
+			} else {
+				in.TLS = nil
+			}
+			before := in.Header.Clone()
+
+			out := e.Outgoing(context.Background(), in, nil, 0)
+
+			for name, values := range tt.want {
+				got, ok := out.Header[name]
+				if assert.True(t, ok, "header %s missing", name) {
+					assert.Equal(t, values, got, "header %s", name)
+				}
+			}
+			for _, name := range tt.absent {
+				assert.NotContains(t, out.Header, name)
+			}
+			assert.Equal(t, "127.0.0.1:9000", out.Host)
+			assert.Equal(t, before, in.Header, "inbound headers are not modified")
+		})
+	}
+}
+
+// stringBody is a request body with an identity, so tests can tell it apart.
+type stringBody struct{ *strings.Reader }
+
+func (*stringBody) Close() error { return nil }
+
+func TestOutgoingRequest(t *testing.T) {
+	t.Parallel()
+	type ctxKey struct{}
+	tests := []struct {
+		name       string
+		method     string
+		body       io.ReadCloser
+		length     int64
+		wantNoBody bool
+		wantLength int64
+	}{
+		{name: "get without body", method: http.MethodGet, body: nil, length: 0, wantNoBody: true, wantLength: 0},
+		{name: "nil body with stray length", method: http.MethodDelete, body: nil, length: 12, wantNoBody: true, wantLength: 0},
+		{name: "no body", method: http.MethodHead, body: http.NoBody, length: 0, wantNoBody: true, wantLength: 0},
+		{name: "post with length", method: http.MethodPost, body: &stringBody{Reader: strings.NewReader("hello")}, length: 5, wantLength: 5},
+		{name: "put with unknown length", method: http.MethodPut, body: &stringBody{Reader: strings.NewReader("hello")}, length: -1, wantLength: -1},
+		{name: "custom method", method: "PURGE", body: nil, wantNoBody: true, wantLength: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := mustEndpoint(t, "http://127.0.0.1:9000")
+			ctx := context.WithValue(context.Background(), ctxKey{}, tt.name)
+			in := httptest.NewRequest(tt.method, "/x", nil)
+			out := e.Outgoing(ctx, in, tt.body, tt.length)
+			assert.Equal(t, tt.method, out.Method)
+			assert.Equal(t, tt.name, out.Context().Value(ctxKey{}), "the attempt's context is attached")
+			assert.Equal(t, tt.wantLength, out.ContentLength)
+			if tt.wantNoBody {
+				assert.Equal(t, http.NoBody, out.Body)
+			} else {
+				assert.Same(t, tt.body, out.Body)
+			}
+			assert.Equal(t, 1, out.ProtoMajor)
+			assert.Equal(t, 1, out.ProtoMinor)
+		})
+	}
+}
+
+func TestOutgoingLeavesInboundAlone(t *testing.T) {
+	t.Parallel()
+	e := mustEndpoint(t, "http://127.0.0.1:9000/prefix")
+	in := httptest.NewRequest(http.MethodPost, "http://front.example/v1/a%2Fb?q=1", strings.NewReader("x"))
+	in.RemoteAddr = "192.0.2.9:1000"
+	in.Header.Set("Connection", "X-Secret")
+	in.Header.Set("X-Secret", "s")
+	in.Header.Set("X-Forwarded-For", "203.0.113.1")
+	in.Header.Set("Te", "trailers")
+	wantHeader := in.Header.Clone()
+	wantURL := in.URL.String()
+	wantHost := in.Host
+
+	out := e.Outgoing(context.Background(), in, nil, 0)
+	// Writing to the outgoing header must not reach the inbound one.
+	out.Header.Set("X-Added", "1")
+
+	assert.Equal(t, wantHeader, in.Header)
+	assert.Equal(t, wantURL, in.URL.String())
+	assert.Equal(t, wantHost, in.Host)
+	assert.NotSame(t, in.URL, out.URL)
+	assert.Empty(t, in.Header.Get("X-Added"))
+	assert.Equal(t, "http://127.0.0.1:9000/prefix/v1/a%2Fb?q=1", out.URL.String())
+}
+
+func TestOutgoingEndToEnd(t *testing.T) {
+	t.Parallel()
+	type received struct {
+		method, path, rawPath, rawQuery, host, body string
+		header                                      http.Header
+		contentLength                               int64
+	}
+	got := make(chan received, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		got <- received{
+			method:        r.Method,
+			path:          r.URL.Path,
+			rawPath:       r.URL.EscapedPath(),
+			rawQuery:      r.URL.RawQuery,
+			host:          r.Host,
+			body:          string(body),
+			header:        r.Header.Clone(),
+			contentLength: r.ContentLength,
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	require.True(t, strings.HasPrefix(srv.URL, "http://127.0.0.1:"), "server on loopback: %s", srv.URL)
+
+	e := mustEndpoint(t, srv.URL+"/public-apis/")
+	transport := NewTransport(4)
+	t.Cleanup(transport.CloseIdleConnections)
+
+	in := httptest.NewRequest(http.MethodPost, "http://front.example:8080/v1/a%2Fb?a=%20&b=1;c", nil)
+	in.RemoteAddr = "192.0.2.7:5555"
+	in.Header.Set("X-Forwarded-For", "203.0.113.1")
+	in.Header.Set("Connection", "X-Secret")
+	in.Header.Set("X-Secret", "s")
+	in.Header.Set("Keep-Alive", "timeout=5")
+	in.Header.Set("Proxy-Authorization", "Basic eA==")
+	in.Header.Set("Upgrade", "h2c")
+	in.Header.Set("Te", "trailers")
+	in.Header.Set("Content-Type", "text/plain")
+
+	out := e.Outgoing(t.Context(), in, io.NopCloser(strings.NewReader("payload")), int64(len("payload")))
+	resp, err := transport.RoundTrip(out)
+	require.NoError(t, err)
+	t.Cleanup(func() { resp.Body.Close() })
+	require.Equal(t, http.StatusNoContent, resp.StatusCode)
+
+	r := <-got
+	assert.Equal(t, http.MethodPost, r.method)
+	assert.Equal(t, "/public-apis/v1/a/b", r.path)
+	assert.Equal(t, "/public-apis/v1/a%2Fb", r.rawPath)
+	assert.Equal(t, "a=%20&b=1;c", r.rawQuery)
+	assert.Equal(t, strings.TrimPrefix(srv.URL, "http://"), r.host)
+	assert.Equal(t, "payload", r.body)
+	assert.Equal(t, int64(7), r.contentLength)
+	assert.Equal(t, "203.0.113.1, 192.0.2.7", r.header.Get("X-Forwarded-For"))
+	assert.Equal(t, "front.example:8080", r.header.Get("X-Forwarded-Host"))
+	assert.Equal(t, "http", r.header.Get("X-Forwarded-Proto"))
+	assert.Equal(t, "text/plain", r.header.Get("Content-Type"))
+	assert.Equal(t, "trailers", r.header.Get("Te"))
+	assert.NotContains(t, r.header, "User-Agent", "no Go default user agent")
+	for _, name := range []string{"X-Secret", "Keep-Alive", "Proxy-Authorization", "Upgrade", "Proxy-Connection"} {
+		assert.NotContains(t, r.header, name)
+	}
+	// The transport may add its own Connection header only to close; it never
+	// forwards the client's.
+	assert.NotContains(t, r.header.Values("Connection"), "X-Secret")
+}
+
+func TestRemoveHopByHop(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		header http.Header
+		want   http.Header
+	}{
+		{name: "nil", header: nil, want: nil},
+		{name: "nothing to remove", header: http.Header{"Accept": {"*/*"}}, want: http.Header{"Accept": {"*/*"}}},
+		{
+			name: "standard hop-by-hop",
+			header: http.Header{
+				"Connection":          {"keep-alive"},
+				"Proxy-Connection":    {"keep-alive"},
+				"Keep-Alive":          {"timeout=5"},
+				"Proxy-Authenticate":  {"Basic"},
+				"Proxy-Authorization": {"Basic eA=="},
+				"Te":                  {"trailers"},
+				"Trailer":             {"X-Checksum"},
+				"Transfer-Encoding":   {"chunked"},
+				"Upgrade":             {"websocket"},
+				"Content-Type":        {"text/plain"},
+			},
+			want: http.Header{"Content-Type": {"text/plain"}},
+		},
+		{
+			name: "named in connection",
+			header: http.Header{
+				"Connection": {"X-Secret"},
+				"X-Secret":   {"s"},
+				"X-Public":   {"p"},
+			},
+			want: http.Header{"X-Public": {"p"}},
+		},
+		{
+			name: "several names, lines, odd case and spacing",
+			header: http.Header{
+				"Connection": {" x-one ,X-TWO,, ", "X-Three"},
+				"X-One":      {"1"},
+				"X-Two":      {"2"},
+				"X-Three":    {"3"},
+				"X-Four":     {"4"},
+			},
+			want: http.Header{"X-Four": {"4"}},
+		},
+		{
+			name:   "connection naming an end-to-end header",
+			header: http.Header{"Connection": {"Content-Type"}, "Content-Type": {"text/plain"}, "Etag": {`"v1"`}},
+			want:   http.Header{"Etag": {`"v1"`}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			RemoveHopByHop(tt.header)
+			assert.Equal(t, tt.want, tt.header)
+		})
+	}
+}

@@ -1,0 +1,298 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// binary is the proxy, built once for the tests that run it as a process.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "brp-test")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "balancing-reverse-proxy")
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		panic(err)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// hangGuard bounds waits for things that must happen; it is a deadlock guard,
+// not a timing assertion.
+const hangGuard = 10 * time.Second
+
+// runToEnd runs the binary with args and returns its exit code, stdout and stderr.
+func runToEnd(t *testing.T, env []string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
+		return exitErr.ExitCode(), stdout.String(), stderr.String()
+	}
+	require.NoError(t, err)
+	return 0, stdout.String(), stderr.String()
+}
+
+func TestNoArgumentsPrintsTheFlags(t *testing.T) {
+	t.Parallel()
+	code, _, stderr := runToEnd(t, nil)
+	assert.Equal(t, 2, code)
+	for _, flag := range []string{"--endpoints", "--terminal-responses", "--fanout", "--address", "--log-file", "--stop-after"} {
+		assert.Contains(t, stderr, flag)
+	}
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	t.Parallel()
+	code, stdout, _ := runToEnd(t, nil, "-help")
+	assert.Equal(t, 0, code)
+	assert.Contains(t, stdout, "--endpoints")
+	code, stdout, _ = runToEnd(t, nil, "--version")
+	assert.Equal(t, 0, code)
+	assert.NotEmpty(t, strings.TrimSpace(stdout))
+}
+
+func TestBadInputIsOneLineAndExitsBeforeListening(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		args     []string
+		mentions string
+	}{
+		{"empty endpoint", []string{"-e", ""}, "endpoints"},
+		{"empty element", []string{"-e", "http://a,,http://b"}, "empty endpoint"},
+		{"unknown scheme", []string{"-e", "ftp://x"}, `unknown scheme "ftp"`},
+		{"no host", []string{"-e", "http://"}, "no host"},
+		{"terminal 150", []string{"-e", "http://a", "-t", "150"}, `"150"`},
+		{"terminal abc", []string{"-e", "http://a", "-t", "abc"}, `"abc"`},
+		{"address without port", []string{"-e", "http://a", "-address", "foo"}, `"foo"`},
+		{"address with a bad port", []string{"-e", "http://a", "-address", ":99999"}, `":99999"`},
+		{"unknown flag", []string{"-e", "http://a", "-bogus"}, "-bogus: unknown flag"},
+		{"ambiguous prefix", []string{"-e", "http://a", "-log"}, "-log: ambiguous flag; it could be -log-date"},
+		{"bad log format", []string{"-e", "http://a", "-log-fo", "xml"}, "xml"},
+		{"negative duration", []string{"-e", "http://a", "-timeout", "-1s"}, "--timeout"},
+		{"bad size", []string{"-e", "http://a", "-max-body-buffer", "lots"}, `"lots"`},
+		{"missing endpoints", []string{"-f"}, "--endpoints"},
+		{"stray argument", []string{"-e", "http://a", "extra"}, "extra"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			code, stdout, stderr := runToEnd(t, nil, tt.args...)
+			assert.Equal(t, 2, code)
+			assert.Empty(t, stdout, "nothing starts")
+			assert.Equal(t, 1, strings.Count(stderr, "\n"), "one line: %q", stderr)
+			assert.Contains(t, stderr, tt.mentions)
+		})
+	}
+}
+
+func TestAddressInUse(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	code, _, stderr := runToEnd(t, nil, "-e", "http://127.0.0.1:1", "-address", ln.Addr().String(), "-log-file", "stderr")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "address already in use")
+}
+
+// proxyProcess is a running proxy whose log goes to stdout.
+type proxyProcess struct {
+	cmd     *exec.Cmd
+	address string
+	lines   chan string
+	exited  chan error
+}
+
+var listeningLine = regexp.MustCompile(`listening address=(\S+)`)
+
+// startProxy starts the binary on a free loopback port and waits until it
+// listens.
+func startProxy(t *testing.T, env []string, args ...string) *proxyProcess {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"-address", "127.0.0.1:0"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	cmd.Stderr = os.Stderr
+	require.NoError(t, cmd.Start())
+	p := &proxyProcess{cmd: cmd, lines: make(chan string, 1000), exited: make(chan error, 1)}
+	go func() {
+		scanner := bufio.NewScanner(stdout)
+		for scanner.Scan() {
+			p.lines <- scanner.Text()
+		}
+		close(p.lines)
+		p.exited <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+		}
+	})
+	for p.address == "" {
+		select {
+		case line, ok := <-p.lines:
+			require.True(t, ok, "the proxy exited before listening")
+			if m := listeningLine.FindStringSubmatch(line); m != nil {
+				p.address = m[1]
+			}
+		case <-time.After(hangGuard):
+			t.Fatal("the proxy did not start listening")
+		}
+	}
+	return p
+}
+
+// wait waits for the process to exit and returns its exit code and the log
+// lines it wrote after starting.
+func (p *proxyProcess) wait(t *testing.T) (int, []string) {
+	t.Helper()
+	var lines []string
+	for line := range p.lines {
+		lines = append(lines, line)
+	}
+	select {
+	case err := <-p.exited:
+		var exitErr *exec.ExitError
+		if errors.As(err, &exitErr) {
+			return exitErr.ExitCode(), lines
+		}
+		require.NoError(t, err)
+		return 0, lines
+	case <-time.After(hangGuard):
+		t.Fatal("the proxy did not exit")
+		return -1, nil
+	}
+}
+
+func TestStopAfterExitsCleanly(t *testing.T) {
+	t.Parallel()
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "hello")
+	}))
+	defer backend.Close()
+	p := startProxy(t, nil, "-f", "-e", backend.URL, "-s", "1s")
+	resp, err := http.Get("http://" + p.address + "/")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, "hello", string(body))
+	code, lines := p.wait(t)
+	assert.Equal(t, 0, code)
+	log := strings.Join(lines, "\n")
+	assert.Contains(t, log, "request served")
+	assert.Contains(t, log, "stopped")
+}
+
+func TestSignalDrainsInFlightRequests(t *testing.T) {
+	t.Parallel()
+	arrived := make(chan struct{})
+	release := make(chan struct{})
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(arrived)
+		<-release
+		_, _ = io.WriteString(w, "finished")
+	}))
+	defer backend.Close()
+	p := startProxy(t, nil, "-e", backend.URL)
+
+	type result struct {
+		body string
+		err  error
+	}
+	results := make(chan result, 1)
+	go func() {
+		resp, err := http.Get("http://" + p.address + "/slow")
+		if err != nil {
+			results <- result{err: err}
+			return
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		results <- result{string(body), err}
+	}()
+	select {
+	case <-arrived:
+	case <-time.After(hangGuard):
+		t.Fatal("the request did not reach the endpoint")
+	}
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	// Once draining, the proxy takes no new connections.
+	require.Eventually(t, func() bool {
+		conn, err := net.Dial("tcp", p.address)
+		if err == nil {
+			conn.Close()
+		}
+		return err != nil
+	}, hangGuard, 10*time.Millisecond)
+	close(release)
+	got := <-results
+	require.NoError(t, got.err)
+	assert.Equal(t, "finished", got.body)
+	code, _ := p.wait(t)
+	assert.Equal(t, 0, code)
+}
+
+func TestLogFlags(t *testing.T) {
+	t.Parallel()
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer backend.Close()
+	logFile := filepath.Join(t.TempDir(), "proxy.log")
+	require.NoError(t, os.WriteFile(logFile, []byte("kept from before\n"), 0o644))
+
+	cmd := exec.Command(binary, "-e", backend.URL, "-address", "127.0.0.1:0", "-s", "100ms",
+		"-log-date=false", "-log-time=false", "-log-prefix", "myproxy", "-log-f", logFile)
+	require.NoError(t, cmd.Run())
+	content, err := os.ReadFile(logFile)
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSpace(string(content)), "\n")
+	require.Greater(t, len(lines), 2)
+	assert.Equal(t, "kept from before", lines[0], "the log file is appended to")
+	for _, line := range lines[1:] {
+		assert.Regexp(t, `^myproxy (INF|WRN|DBG|ERR) `, line, "no time stamp")
+	}
+}
+
+func TestEndpointsFromTheEnvironment(t *testing.T) {
+	t.Parallel()
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "from env")
+	}))
+	defer backend.Close()
+	p := startProxy(t, []string{"BALANCING_REVERSE_PROXY_ENDPOINTS=" + backend.URL, "BALANCING_REVERSE_PROXY_STOP_AFTER=1s"})
+	resp, err := http.Get("http://" + p.address + "/")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, "from env", string(body))
+	code, _ := p.wait(t)
+	assert.Equal(t, 0, code)
+}
