@@ -245,6 +245,11 @@ func (rc *race) launch() {
 	rc.launched++
 	body, length := rc.body.forAttempt()
 	outgoing := endpoint.Outgoing(ctx, rc.in, body, length)
+	if rc.body.replayable {
+		// The client's body is already here (the server answered its Expect with
+		// 100 Continue); asking the endpoint again would only add a wait.
+		outgoing.Header.Del("Expect")
+	}
 	rc.attempts.Add(1)
 	go func() {
 		defer rc.attempts.Done()

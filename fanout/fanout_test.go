@@ -566,3 +566,21 @@ func TestLargeResponseIsStreamed(t *testing.T) {
 	allocated := after.TotalAlloc - before.TotalAlloc
 	assert.Less(t, allocated, uint64(size/8), "allocated %d bytes to pass %d", allocated, size)
 }
+
+func TestExpectContinueIsAnsweredByTheProxy(t *testing.T) {
+	t.Parallel()
+	expects := make(chan string, 1)
+	upstream := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		expects <- r.Header.Get("Expect")
+	})
+	proxy := newProxy(t, Serial(), []string{upstream.srv.URL})
+	req, err := http.NewRequest(http.MethodPost, proxy.URL+"/", strings.NewReader("body"))
+	require.NoError(t, err)
+	req.Header.Set("Expect", "100-continue")
+	resp, err := client(t).Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Equal(t, "body", <-upstream.bodies)
+	assert.Empty(t, <-expects, "the endpoint is not asked for 100 Continue again")
+}
