@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The project's test command (README: "Run the tests"; CI runs exactly this).
+# It needs Go (1.26 or newer), plus gcc for the race detector and curl for multi-test.sh; it
+# installs the last two with apt-get when they are missing and it runs as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need() { # need COMMAND DEBIAN-PACKAGE
+  command -v "$1" >/dev/null && return
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing $2 (needed for $1)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+  else
+    echo "test.sh: $1 is missing; install $2" >&2
+    exit 1
+  fi
+}
+if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
+  export PATH="/usr/local/go/bin:$PATH"
+fi
+command -v go >/dev/null || { echo "test.sh: Go is missing; install Go 1.26 or newer" >&2; exit 1; }
+need gcc gcc
+need curl curl
+
+echo "== gofmt"
+unformatted=$(gofmt -l .)
+if [ -n "$unformatted" ]; then
+  echo "not gofmt-ed: $unformatted" >&2
+  exit 1
+fi
+
+echo "== go vet"
+go vet ./...
+
+echo "== go test -race"
+go test -race -count=1 ./...
+
+echo "== multi-test.sh (three dummy servers, the proxy in fan-out mode)"
+BASE_PORT="${BASE_PORT:-18000}" PROXY_PORT="${PROXY_PORT:-18080}" scripts/multi-test.sh
+
+echo "== big-response.sh (1 GiB through the proxy at flat memory)"
+BASE_PORT=18010 PROXY_PORT=18090 scripts/big-response.sh
