@@ -367,7 +367,9 @@ func TestTryTimeoutMovesOn(t *testing.T) {
 	cancelled := make(chan struct{}, 1)
 	stalled := newBackend(t, hang(cancelled))
 	healthy := newBackend(t, answer(200, "healthy"))
-	proxy := newProxy(t, Serial(), []string{stalled.srv.URL, healthy.srv.URL}, func(p *Proxy) { p.TryTimeout = 20 * time.Millisecond })
+	// The healthy endpoint must answer within the try time-out too, so it is
+	// generous; the stalled one never answers at all.
+	proxy := newProxy(t, Serial(), []string{stalled.srv.URL, healthy.srv.URL}, func(p *Proxy) { p.TryTimeout = time.Second })
 	resp, body := get(t, proxy.URL+"/")
 	assert.Equal(t, 200, resp.StatusCode)
 	assert.Equal(t, "healthy", body)
@@ -383,9 +385,10 @@ func TestTryTimeoutDoesNotCutAWinnersBody(t *testing.T) {
 		<-release
 		_, _ = io.WriteString(w, "end")
 	})
+	const timeout = 500 * time.Millisecond
 	proxy := newProxy(t, Serial(), []string{streaming.srv.URL}, func(p *Proxy) {
-		p.TryTimeout = 10 * time.Millisecond
-		p.Timeout = 10 * time.Millisecond
+		p.TryTimeout = timeout
+		p.Timeout = timeout
 	})
 	resp, err := client(t).Get(proxy.URL + "/")
 	require.NoError(t, err)
@@ -394,8 +397,8 @@ func TestTryTimeoutDoesNotCutAWinnersBody(t *testing.T) {
 	start := make([]byte, len("start,"))
 	_, err = io.ReadFull(reader, start)
 	require.NoError(t, err)
-	// Both time-outs have passed by now (the headers came first); the body must go on.
-	time.Sleep(50 * time.Millisecond)
+	// Let both time-outs pass (the headers came first); the body must go on.
+	time.Sleep(timeout + 100*time.Millisecond)
 	close(release)
 	rest, err := io.ReadAll(reader)
 	require.NoError(t, err)
