@@ -37,8 +37,10 @@ func normalizeArgs(args []string, flags []*kong.Flag) ([]string, error) {
 		switch {
 		case hasValue:
 			out = append(out, "--"+flag.Name+"="+value)
-		case flag.IsBool() || i+1 == len(args):
+		case flag.IsBool():
 			out = append(out, "--"+flag.Name)
+		case i+1 == len(args):
+			return nil, fmt.Errorf("%s: needs a value; run with --help to see what it takes", arg)
 		default:
 			// The next argument is this flag's value, even if it starts with a
 			// dash; joining them keeps kong from reading it as a flag.

@@ -11,7 +11,7 @@ import (
 func cliFlags(t *testing.T) []*kong.Flag {
 	t.Helper()
 	var cli CLI
-	parser, err := kong.New(&cli, kong.Vars{"version": "test"})
+	parser, err := newParser(&cli)
 	require.NoError(t, err)
 	return parser.Model.Flags
 }
@@ -39,7 +39,6 @@ func TestNormalizeArgs(t *testing.T) {
 		{"stop-after short", []string{"-s", "5s"}, []string{"--stop-after=5s"}},
 		{"help", []string{"-help"}, []string{"--help"}},
 		{"everything after -- is left alone", []string{"-f", "--", "-e"}, []string{"--fanout", "--", "-e"}},
-		{"a value-taking flag at the end is left for kong to report", []string{"-address"}, []string{"--address"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -62,6 +61,7 @@ func TestNormalizeArgsRejects(t *testing.T) {
 		{"ambiguous prefix lists the candidates", []string{"-log"}, []string{"-log: ambiguous", "-log-date", "-log-file", "-log-utc"}},
 		{"ambiguous one-letter prefix", []string{"-l=x"}, []string{"-l=x: ambiguous", "-log-level", "-log-prefix"}},
 		{"unknown flag", []string{"-bogus"}, []string{"-bogus: unknown flag"}},
+		{"a value-taking flag without its value", []string{"-e", "http://a", "-address"}, []string{"-address: needs a value"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

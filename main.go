@@ -36,7 +36,7 @@ const envPrefix = "BALANCING_REVERSE_PROXY"
 type CLI struct {
 	Endpoints         endpoints.List   `original:"" short:"e" placeholder:"URL,..." help:"Comma-separated base URLs of the endpoints, in priority order: http[s]://host[:port][/prefix]."`
 	Address           string           `original:"" default:":8080" help:"Address to listen on, [host]:port."`
-	TerminalResponses terminal.Ranges  `original:"" short:"t" default:"100,200,300,400" help:"Statuses whose response goes to the client: hundreds (400 = 400-499), classes (2xx), codes (404) or ranges (500-503), comma-separated. Others make the proxy try the next endpoint."`
+	TerminalResponses terminal.Ranges  `original:"" short:"t" default:"${terminal_default}" help:"Statuses whose response goes to the client: hundreds (400 = 400-499), classes (2xx), codes (404) or ranges (500-503), comma-separated. Others make the proxy try the next endpoint."`
 	Fanout            bool             `original:"" short:"f" help:"Send each request to every endpoint at once; the first terminal answer wins. Default: serial, one endpoint after another, the next only when one fails."`
 	Timeout           time.Duration    `default:"30s" help:"How long a request may wait for a terminal answer's headers, all attempts together (0: no limit). Then 504, or the last non-terminal answer."`
 	TryTimeout        time.Duration    `default:"10s" help:"How long one attempt may wait for its response headers before it counts as failed (0: no limit)."`
@@ -100,6 +100,8 @@ func isHostName(host string) bool {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// After the first signal starts the drain, a second one ends the process.
+	context.AfterFunc(ctx, stop)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -110,11 +112,7 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var cli CLI
 	exitCode := -1
-	parser, err := kong.New(&cli,
-		kong.Name("balancing-reverse-proxy"),
-		kong.Description("A reverse proxy that sends each request to several mirrors of one API and answers with the first terminal response. Flags take one or two dashes, -flag=value or -flag value, and any unique prefix of a name (-endp)."),
-		kong.Vars{"version": version()},
-		kong.DefaultEnvars(envPrefix),
+	parser, err := newParser(&cli,
 		kong.Writers(stdout, stderr),
 		kong.Exit(func(code int) { exitCode = code }),
 	)
@@ -142,9 +140,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if err := cli.serve(ctx); err != nil {
 		fmt.Fprintf(stderr, "balancing-reverse-proxy: %v\n", err)
+		var usage usageError
+		if errors.As(err, &usage) {
+			return 2
+		}
 		return 1
 	}
 	return 0
+}
+
+// usageError is a bad flag value that only shows when it is used, such as a
+// log file that cannot be opened.
+type usageError struct{ error }
+
+// newParser returns the command-line parser that fills cli.
+func newParser(cli *CLI, options ...kong.Option) (*kong.Kong, error) {
+	return kong.New(cli, append([]kong.Option{
+		kong.Name("balancing-reverse-proxy"),
+		kong.Description("A reverse proxy that sends each request to several mirrors of one API and answers with the first terminal response. Flags take one or two dashes, -flag=value or -flag value, and any unique prefix of a name (-endp)."),
+		kong.Vars{"version": version(), "terminal_default": terminal.Default},
+		kong.DefaultEnvars(envPrefix),
+	}, options...)...)
 }
 
 func version() string {
@@ -159,7 +175,7 @@ func version() string {
 func (c *CLI) serve(ctx context.Context) error {
 	logOut, err := logging.Open(c.LogFile)
 	if err != nil {
-		return fmt.Errorf("--log-file %q: %w", c.LogFile, err)
+		return usageError{fmt.Errorf("--log-file %q: %w; accepted: stdout, stderr or a file that can be appended to", c.LogFile, err)}
 	}
 	defer logOut.Close()
 	logger, err := logging.New(logOut, logging.Options{
@@ -186,7 +202,7 @@ func (c *CLI) serve(ctx context.Context) error {
 		TryTimeout:    c.TryTimeout,
 	}
 	server := &http.Server{
-		Handler:           hlog.NewHandler(logger)(hlog.RequestIDHandler("request_id", "")(proxy)),
+		Handler:           hlog.NewHandler(logger)(hlog.RequestIDHandler("request_id", "X-Request-Id")(proxy)),
 		ReadHeaderTimeout: c.ReadHeaderTimeout,
 		IdleTimeout:       c.IdleTimeout,
 		ErrorLog:          stdlog.New(logger.With().Str("source", "http.Server").Logger(), "", 0),
@@ -221,7 +237,10 @@ func (c *CLI) serve(ctx context.Context) error {
 // requests; after that it cuts the remaining ones and reports it.
 func shutdown(server *http.Server, served <-chan error, timeout time.Duration, logger zerolog.Logger) error {
 	logger.Info().Stringer("drain_timeout", timeout).Msg("stopping: draining in-flight requests")
-	drainCtx, cancel := context.WithTimeout(context.Background(), timeout)
+	drainCtx, cancel := context.WithCancel(context.Background())
+	if timeout > 0 {
+		drainCtx, cancel = context.WithTimeout(context.Background(), timeout)
+	}
 	defer cancel()
 	err := server.Shutdown(drainCtx)
 	if errors.Is(err, context.DeadlineExceeded) {

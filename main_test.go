@@ -100,6 +100,8 @@ func TestBadInputIsOneLineAndExitsBeforeListening(t *testing.T) {
 		{"bad size", []string{"-e", "http://a", "-max-body-buffer", "lots"}, `"lots"`},
 		{"missing endpoints", []string{"-f"}, "--endpoints"},
 		{"stray argument", []string{"-e", "http://a", "extra"}, "extra"},
+		{"missing value", []string{"-e", "http://a", "-address"}, "-address: needs a value"},
+		{"log file that cannot be opened", []string{"-e", "http://a", "-address", "127.0.0.1:0", "-log-file", "/"}, `--log-file "/"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -295,4 +297,45 @@ func TestEndpointsFromTheEnvironment(t *testing.T) {
 	assert.Equal(t, "from env", string(body))
 	code, _ := p.wait(t)
 	assert.Equal(t, 0, code)
+}
+
+func TestSecondSignalEndsTheDrain(t *testing.T) {
+	t.Parallel()
+	arrived := make(chan struct{})
+	release := make(chan struct{})
+	defer close(release)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(arrived)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer backend.Close()
+	// The drain would wait an hour for the stuck request; only the second
+	// signal can end the process within the test.
+	p := startProxy(t, nil, "-e", backend.URL, "-shutdown-timeout", "1h")
+	go func() {
+		if resp, err := http.Get("http://" + p.address + "/stuck"); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	select {
+	case <-arrived:
+	case <-time.After(hangGuard):
+		t.Fatal("the request did not reach the endpoint")
+	}
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	var draining bool
+	for !draining {
+		select {
+		case line := <-p.lines:
+			draining = strings.Contains(line, "draining")
+		case <-time.After(hangGuard):
+			t.Fatal("the proxy did not start draining")
+		}
+	}
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	code, _ := p.wait(t)
+	assert.NotEqual(t, 0, code, "ended by the signal, not a clean drain")
 }

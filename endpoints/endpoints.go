@@ -112,13 +112,14 @@ func (l *List) UnmarshalText(text []byte) error {
 // modified.
 func (e Endpoint) Outgoing(ctx context.Context, in *http.Request, body io.ReadCloser, length int64) *http.Request {
 	target := *e.URL
-	joined := strings.TrimSuffix(e.URL.EscapedPath(), "/") + in.URL.EscapedPath()
-	if !strings.HasPrefix(in.URL.EscapedPath(), "/") {
-		joined = strings.TrimSuffix(e.URL.EscapedPath(), "/") + "/" + in.URL.EscapedPath()
+	inPath, inEscaped := in.URL.Path, in.URL.EscapedPath()
+	if !strings.HasPrefix(inEscaped, "/") {
+		inPath, inEscaped = "/"+inPath, "/"+inEscaped
 	}
-	if path, err := url.PathUnescape(joined); err == nil {
-		target.Path, target.RawPath = path, joined
-	}
+	target.Path = strings.TrimSuffix(e.URL.Path, "/") + inPath
+	// RawPath keeps the client's escaping (a%2Fb stays so) where it differs
+	// from the default one.
+	target.RawPath = strings.TrimSuffix(e.URL.EscapedPath(), "/") + inEscaped
 	target.RawQuery = in.URL.RawQuery
 
 	header := in.Header.Clone()

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -19,13 +20,13 @@ import (
 	"balancing-reverse-proxy/terminal"
 )
 
-// StatusClientClosedRequest is logged (never sent) when the client went away
+// statusClientClosedRequest is logged (never sent) when the client went away
 // before its answer was complete, as nginx does.
-const StatusClientClosedRequest = 499
+const statusClientClosedRequest = 499
 
-// ErrTryTimeout is the failure of an attempt whose headers did not arrive within
+// errTryTimeout is the failure of an attempt whose headers did not arrive within
 // Proxy.TryTimeout.
-var ErrTryTimeout = errors.New("no response headers within the try time-out")
+var errTryTimeout = errors.New("no response headers within the try time-out")
 
 // Proxy is the http.Handler that forwards each request to the endpoints and
 // answers with the first terminal response. Its fields are set before it serves
@@ -62,11 +63,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := captureBody(r, p.MaxBodyBuffer)
 	if err != nil {
 		summary.err = fmt.Errorf("reading the request body: %w", err)
-		if r.Context().Err() != nil {
-			summary.status = StatusClientClosedRequest
+		summary.status = http.StatusBadRequest
+		if clientLeft(r, err) {
+			summary.status = statusClientClosedRequest
 			return
 		}
-		summary.status = http.StatusBadRequest
 		http.Error(w, "400 Bad Request: the request body could not be read", summary.status)
 		return
 	}
@@ -76,23 +77,16 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		summary.streamedBody = true
 	}
 
-	race := newRace(p, r, body, maxAttempts)
+	race := newRace(p, r, body, maxAttempts, log)
 	defer race.finish()
-	chosen, outcome := race.run(log)
+	chosen, ended := race.run()
 	summary.attempts = race.launched
 	summary.failures = race.failures
 
 	if chosen == nil {
-		switch {
-		case r.Context().Err() != nil:
-			summary.status = StatusClientClosedRequest
-		case outcome == deadlineExpired:
-			summary.status = http.StatusGatewayTimeout
-		default:
-			summary.status = failureStatus(race.failures)
-		}
+		summary.status = failureStatus(r, ended, race.failures)
 		summary.err = errors.Join(race.failures...)
-		if summary.status != StatusClientClosedRequest {
+		if summary.status != statusClientClosedRequest {
 			http.Error(w, fmt.Sprintf("%d %s: no endpoint answered", summary.status, http.StatusText(summary.status)), summary.status)
 		}
 		return
@@ -102,32 +96,51 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	race.cancelAllBut(chosen)
 	summary.endpoint = chosen.Endpoint.Index
 	summary.status = chosen.Status()
-	summary.terminal = outcome == terminalAnswer
+	summary.terminal = ended == terminalAnswer
 	summary.bytes, err = chosen.Copy(w)
 	if err != nil {
 		summary.err = err
-		if r.Context().Err() != nil {
-			summary.status = StatusClientClosedRequest
+		if clientLeft(r, err) {
+			summary.status = statusClientClosedRequest
+		} else {
+			summary.aborted = true
 		}
-		summary.aborted = true
 		// The status is out; the only honest thing left is to cut the connection,
 		// so the client cannot take a truncated body for a whole one.
 		panic(http.ErrAbortHandler)
 	}
 }
 
-// failureStatus maps the failures of a request that got no response at all to
-// the status the client gets: 504 when every attempt timed out, 502 otherwise.
-func failureStatus(failures []error) int {
+// failureStatus maps how a race that produced no response ended to the status
+// logged and, unless the client left, sent: the client gone 499, the request's
+// time-out or every attempt timed out 504, anything else 502.
+func failureStatus(r *http.Request, ended raceOutcome, failures []error) int {
+	switch {
+	case ended == clientGone || r.Context().Err() != nil:
+		return statusClientClosedRequest
+	case ended == deadlineExpired:
+		return http.StatusGatewayTimeout
+	case ended == allFailed && len(failures) > 0 && allTimedOut(failures):
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusBadGateway
+}
+
+func allTimedOut(failures []error) bool {
 	for _, err := range failures {
-		if !errors.Is(err, ErrTryTimeout) && !errors.Is(err, context.DeadlineExceeded) {
-			return http.StatusBadGateway
+		if !errors.Is(err, errTryTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+			return false
 		}
 	}
-	if len(failures) == 0 {
-		return http.StatusBadGateway
-	}
-	return http.StatusGatewayTimeout
+	return true
+}
+
+// clientLeft reports whether err, met while reading from or writing to the
+// client, means that the client went away: then it is no one's failure.
+func clientLeft(r *http.Request, err error) bool {
+	return r.Context().Err() != nil ||
+		errors.Is(err, endpointresponse.ErrClientWrite) ||
+		errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // raceOutcome says how a race ended.
@@ -163,10 +176,12 @@ type race struct {
 	// better comes.
 	fallback *endpointresponse.Outcome
 	chosen   *endpointresponse.Outcome
+	log      *zerolog.Logger
 }
 
-func newRace(p *Proxy, in *http.Request, body *requestBody, maxAttempts int) *race {
+func newRace(p *Proxy, in *http.Request, body *requestBody, maxAttempts int, log *zerolog.Logger) *race {
 	return &race{
+		log:         log,
 		proxy:       p,
 		in:          in,
 		body:        body,
@@ -179,7 +194,7 @@ func newRace(p *Proxy, in *http.Request, body *requestBody, maxAttempts int) *ra
 // run starts attempts on the proxy's schedule until one is terminal, all are
 // done, the deadline passes or the client leaves. It returns the outcome to send
 // to the client (the winner, or the last non-terminal answer), or nil.
-func (rc *race) run(log *zerolog.Logger) (*endpointresponse.Outcome, raceOutcome) {
+func (rc *race) run() (*endpointresponse.Outcome, raceOutcome) {
 	var deadline <-chan time.Time
 	if rc.proxy.Timeout > 0 {
 		timer := time.NewTimer(rc.proxy.Timeout)
@@ -194,13 +209,14 @@ func (rc *race) run(log *zerolog.Logger) (*endpointresponse.Outcome, raceOutcome
 		select {
 		case outcome := <-rc.results:
 			pending--
-			logAttempt(log, outcome)
+			logAttempt(rc.log, outcome)
 			if outcome.Err == nil && rc.proxy.Terminal.Contains(outcome.Status()) {
 				rc.chosen = outcome
 				return outcome, terminalAnswer
 			}
 			rc.recordFailure(outcome)
-			if rc.launched < rc.maxAttempts {
+			// A failure that is only the client's leaving must not start another.
+			if rc.launched < rc.maxAttempts && rc.in.Context().Err() == nil {
 				rc.launch()
 				pending++
 			}
@@ -273,7 +289,7 @@ func (p *Proxy) attempt(outgoing *http.Request, cancel context.CancelFunc, endpo
 			resp.Body.Close()
 			resp = nil
 		}
-		err = fmt.Errorf("%w of %s", ErrTryTimeout, p.TryTimeout)
+		err = fmt.Errorf("%w of %s", errTryTimeout, p.TryTimeout)
 	}
 	outcome := &endpointresponse.Outcome{Endpoint: endpoint, Attempt: number, Elapsed: time.Since(start)}
 	if err != nil {
@@ -300,6 +316,7 @@ func (rc *race) finish() {
 	rc.attempts.Wait()
 	close(rc.results)
 	for outcome := range rc.results {
+		logAttempt(rc.log, outcome)
 		outcome.Close()
 	}
 	if rc.fallback != nil {
@@ -315,7 +332,11 @@ func logAttempt(log *zerolog.Logger, outcome *endpointresponse.Outcome) {
 		Int("endpoint", outcome.Endpoint.Index).
 		Int("attempt", outcome.Attempt).
 		Float64("elapsed_ms", float64(outcome.Elapsed.Microseconds())/1000)
-	if outcome.Err != nil {
+	switch {
+	case errors.Is(outcome.Err, context.Canceled):
+		event.Msg("attempt cancelled")
+		return
+	case outcome.Err != nil:
 		event.Err(outcome.Err).Msg("attempt failed")
 		return
 	}

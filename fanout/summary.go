@@ -17,9 +17,11 @@ type summary struct {
 	// through for want of a better one.
 	terminal     bool
 	streamedBody bool
-	aborted      bool
-	failures     []error
-	err          error
+	// aborted is true when the endpoint's body broke off after the status
+	// was sent.
+	aborted  bool
+	failures []error
+	err      error
 }
 
 // log writes the one line per request: at Info when it was served or the client
@@ -28,10 +30,10 @@ func (s *summary) log(log *zerolog.Logger, r *http.Request, elapsed time.Duratio
 	var event *zerolog.Event
 	var message string
 	switch {
+	case s.status == statusClientClosedRequest:
+		event, message = log.Info(), "client went away"
 	case s.aborted:
 		event, message = log.Warn(), "response aborted"
-	case s.status == StatusClientClosedRequest:
-		event, message = log.Info(), "client went away"
 	case s.endpoint >= 0 && s.terminal:
 		event, message = log.Info(), "request served"
 	case s.endpoint >= 0:
@@ -43,7 +45,8 @@ func (s *summary) log(log *zerolog.Logger, r *http.Request, elapsed time.Duratio
 	}
 	event = event.
 		Str("method", r.Method).
-		Str("path", r.URL.RequestURI()).
+		// The query is left out: it may carry API keys.
+		Str("path", r.URL.Path).
 		Int("status", s.status)
 	if s.endpoint >= 0 {
 		event = event.Int("endpoint", s.endpoint)

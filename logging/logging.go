@@ -45,7 +45,8 @@ func Open(file string) (io.WriteCloser, error) {
 	}
 	f, err := os.OpenFile(file, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("log file: %w", err)
+		// Not f: a nil *os.File would make a non-nil io.WriteCloser.
+		return nil, err
 	}
 	return f, nil
 }

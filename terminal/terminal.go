@@ -5,6 +5,7 @@
 package terminal
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -96,6 +97,9 @@ func parseElement(element string) (Range, error) {
 
 func parseCode(s string) (int, error) {
 	code, err := strconv.Atoi(strings.TrimSpace(s))
+	if errors.Is(err, strconv.ErrRange) {
+		return 0, fmt.Errorf("%s is outside %d-%d", s, minStatus, maxStatus)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("%q is not a number", s)
 	}

@@ -51,6 +51,7 @@ func TestParseRejects(t *testing.T) {
 		{"unknown code", "150", "150"},
 		{"below range", "99", "99"},
 		{"above range", "600", "600"},
+		{"beyond any integer", "99999999999999999999", "99999999999999999999 is outside 100-599"},
 		{"bad class", "6xx", "6xx"},
 		{"bad class digit", "axx", "axx"},
 		{"backwards range", "503-500", "503-500"},
