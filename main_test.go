@@ -339,3 +339,39 @@ func TestSecondSignalEndsTheDrain(t *testing.T) {
 	code, _ := p.wait(t)
 	assert.NotEqual(t, 0, code, "ended by the signal, not a clean drain")
 }
+
+func TestServerTimeouts(t *testing.T) {
+	t.Parallel()
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	}))
+	defer backend.Close()
+	p := startProxy(t, nil, "-e", backend.URL, "-read-header-timeout", "200ms", "-idle-timeout", "200ms")
+
+	// readUntilClosed reads what the proxy sends on conn until it closes it.
+	readUntilClosed := func(t *testing.T, conn net.Conn) string {
+		t.Helper()
+		require.NoError(t, conn.SetReadDeadline(time.Now().Add(hangGuard)))
+		got, err := io.ReadAll(conn)
+		var netErr net.Error
+		require.False(t, errors.As(err, &netErr) && netErr.Timeout(), "the proxy kept the connection open")
+		return string(got)
+	}
+
+	t.Run("a client slow to send its headers is cut off", func(t *testing.T) {
+		conn, err := net.Dial("tcp", p.address)
+		require.NoError(t, err)
+		defer conn.Close()
+		_, err = io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n")
+		require.NoError(t, err)
+		assert.NotContains(t, readUntilClosed(t, conn), "200 OK")
+	})
+	t.Run("an idle keep-alive connection is closed", func(t *testing.T) {
+		conn, err := net.Dial("tcp", p.address)
+		require.NoError(t, err)
+		defer conn.Close()
+		_, err = io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		require.NoError(t, err)
+		assert.Contains(t, readUntilClosed(t, conn), "200 OK")
+	})
+}
