@@ -102,7 +102,7 @@ func newLoggedProxy(t *testing.T, schedule Schedule, urls []string) (srv *httpte
 	return serve(t, handler), logs, served
 }
 
-func buildProxy(t *testing.T, schedule Schedule, urls []string, configure ...func(*Proxy)) *Proxy {
+func buildProxy(t testing.TB, schedule Schedule, urls []string, configure ...func(*Proxy)) *Proxy {
 	t.Helper()
 	list, err := endpoints.Parse(strings.Join(urls, ","))
 	require.NoError(t, err)
