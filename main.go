@@ -100,16 +100,16 @@ func isHostName(host string) bool {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	// After the first signal starts the drain, a second one ends the process.
-	context.AfterFunc(ctx, stop)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := run(ctx, stop, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
 
 // run parses args, serves until ctx ends or --stop-after passes, and returns the
 // exit status: 0 after a clean stop, 1 when serving failed, 2 for bad usage.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// releaseSignals is called when the drain starts, so that a second SIGINT or
+// SIGTERM gets its default effect and ends the process.
+func run(ctx context.Context, releaseSignals func(), args []string, stdout, stderr io.Writer) int {
 	var cli CLI
 	exitCode := -1
 	parser, err := newParser(&cli,
@@ -138,7 +138,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "balancing-reverse-proxy: %v\n", err)
 		return 2
 	}
-	if err := cli.serve(ctx); err != nil {
+	if err := cli.serve(ctx, releaseSignals); err != nil {
 		fmt.Fprintf(stderr, "balancing-reverse-proxy: %v\n", err)
 		var usage usageError
 		if errors.As(err, &usage) {
@@ -170,9 +170,9 @@ func version() string {
 	return "(devel)"
 }
 
-// serve listens, serves until ctx ends or --stop-after passes, then drains
-// in-flight requests for at most --shutdown-timeout.
-func (c *CLI) serve(ctx context.Context) error {
+// serve listens, serves until ctx ends or --stop-after passes, then calls
+// releaseSignals and drains in-flight requests for at most --shutdown-timeout.
+func (c *CLI) serve(ctx context.Context, releaseSignals func()) error {
 	logOut, err := logging.Open(c.LogFile)
 	if err != nil {
 		return usageError{fmt.Errorf("--log-file %q: %w; accepted: stdout, stderr or a file that can be appended to", c.LogFile, err)}
@@ -230,6 +230,7 @@ func (c *CLI) serve(ctx context.Context) error {
 		return fmt.Errorf("serving: %w", err)
 	case <-ctx.Done():
 	}
+	releaseSignals()
 	return shutdown(server, served, c.ShutdownTimeout, logger)
 }
 

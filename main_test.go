@@ -314,7 +314,7 @@ func TestSecondSignalEndsTheDrain(t *testing.T) {
 	defer backend.Close()
 	// The drain would wait an hour for the stuck request; only the second
 	// signal can end the process within the test.
-	p := startProxy(t, nil, "-e", backend.URL, "-shutdown-timeout", "1h")
+	p := startProxy(t, nil, "-e", backend.URL, "-shutdown-timeout", "1h", "-try-timeout", "1h")
 	go func() {
 		if resp, err := http.Get("http://" + p.address + "/stuck"); err == nil {
 			resp.Body.Close()
