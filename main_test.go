@@ -195,6 +195,17 @@ func (p *proxyProcess) wait(t *testing.T) (int, []string) {
 	}
 }
 
+// getBody sends a GET and returns the response and its whole body.
+func getBody(t *testing.T, url string) (*http.Response, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp, string(body)
+}
+
 func TestStopAfterExitsCleanly(t *testing.T) {
 	t.Parallel()
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -202,11 +213,9 @@ func TestStopAfterExitsCleanly(t *testing.T) {
 	}))
 	defer backend.Close()
 	p := startProxy(t, nil, "-f", "-e", backend.URL, "-s", "1s")
-	resp, err := http.Get("http://" + p.address + "/")
-	require.NoError(t, err)
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	assert.Equal(t, "hello", string(body))
+	resp, body := getBody(t, "http://"+p.address+"/")
+	assert.Equal(t, "hello", body)
+	assert.NotEmpty(t, resp.Header.Get("X-Request-Id"))
 	code, lines := p.wait(t)
 	assert.Equal(t, 0, code)
 	log := strings.Join(lines, "\n")
@@ -290,11 +299,8 @@ func TestEndpointsFromTheEnvironment(t *testing.T) {
 	}))
 	defer backend.Close()
 	p := startProxy(t, []string{"BALANCING_REVERSE_PROXY_ENDPOINTS=" + backend.URL, "BALANCING_REVERSE_PROXY_STOP_AFTER=1s"})
-	resp, err := http.Get("http://" + p.address + "/")
-	require.NoError(t, err)
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	assert.Equal(t, "from env", string(body))
+	_, body := getBody(t, "http://"+p.address+"/")
+	assert.Equal(t, "from env", body)
 	code, _ := p.wait(t)
 	assert.Equal(t, 0, code)
 }

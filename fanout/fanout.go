@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -120,7 +119,7 @@ func failureStatus(r *http.Request, ended raceOutcome, failures []error) int {
 		return statusClientClosedRequest
 	case ended == deadlineExpired:
 		return http.StatusGatewayTimeout
-	case ended == allFailed && len(failures) > 0 && allTimedOut(failures):
+	case len(failures) > 0 && allTimedOut(failures):
 		return http.StatusGatewayTimeout
 	}
 	return http.StatusBadGateway
@@ -135,12 +134,10 @@ func allTimedOut(failures []error) bool {
 	return true
 }
 
-// clientLeft reports whether err, met while reading from or writing to the
-// client, means that the client went away: then it is no one's failure.
+// clientLeft reports whether err means that the client went away, which is no
+// one's failure: its request was cancelled, or writing to it failed.
 func clientLeft(r *http.Request, err error) bool {
-	return r.Context().Err() != nil ||
-		errors.Is(err, endpointresponse.ErrClientWrite) ||
-		errors.Is(err, io.ErrUnexpectedEOF)
+	return r.Context().Err() != nil || errors.Is(err, endpointresponse.ErrClientWrite)
 }
 
 // raceOutcome says how a race ended.

@@ -90,9 +90,9 @@ func newProxy(t *testing.T, schedule Schedule, urls []string, configure ...func(
 // newLoggedProxy is newProxy with debug logs written to the returned buffer.
 // served receives a value each time a request's ServeHTTP has returned, so
 // its log line is complete.
-func newLoggedProxy(t *testing.T, schedule Schedule, urls []string) (srv *httptest.Server, logs *syncBuffer, served chan struct{}) {
+func newLoggedProxy(t *testing.T, schedule Schedule, urls []string, configure ...func(*Proxy)) (srv *httptest.Server, logs *syncBuffer, served chan struct{}) {
 	t.Helper()
-	proxy := buildProxy(t, schedule, urls)
+	proxy := buildProxy(t, schedule, urls, configure...)
 	logs = &syncBuffer{}
 	served = make(chan struct{}, 16)
 	handler := hlog.NewHandler(zerolog.New(logs).Level(zerolog.DebugLevel))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -727,4 +727,50 @@ func TestRequestLineLeavesTheQueryOut(t *testing.T) {
 	waitFor(t, served, "the request's end")
 	assert.Contains(t, logs.String(), `"path":"/v1/data"`)
 	assert.NotContains(t, logs.String(), "secret")
+}
+
+func TestEndpointBreakingMidBodyIsLoggedAsAborted(t *testing.T) {
+	t.Parallel()
+	upstream := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1000")
+		_, _ = io.WriteString(w, "only part of it")
+		w.(http.Flusher).Flush()
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			conn.Close()
+		}
+	})
+	proxy, logs, served := newLoggedProxy(t, Serial(), []string{upstream.srv.URL})
+	resp, err := client(t).Get(proxy.URL + "/")
+	require.NoError(t, err)
+	_, err = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Error(t, err)
+	waitFor(t, served, "the request's end")
+	assert.Contains(t, logs.String(), `"message":"response aborted"`, "the endpoint failed, not the client")
+	assert.NotContains(t, logs.String(), `"status":499`)
+}
+
+func TestStreamedBodyIsLogged(t *testing.T) {
+	t.Parallel()
+	upstream := newBackend(t, answer(200, "ok"))
+	proxy, logs, served := newLoggedProxy(t, Serial(), []string{upstream.srv.URL}, func(p *Proxy) { p.MaxBodyBuffer = 4 })
+	resp, _ := do(t, http.MethodPost, proxy.URL+"/", strings.NewReader("longer than four bytes"))
+	assert.Equal(t, 200, resp.StatusCode)
+	waitFor(t, served, "the request's end")
+	assert.Contains(t, logs.String(), `"body":"over --max-body-buffer: streamed to one endpoint, no other attempt"`)
+}
+
+func TestClientLeavingDuringItsUploadIsLoggedAsSuch(t *testing.T) {
+	t.Parallel()
+	upstream := newBackend(t, answer(200, "ok"))
+	proxy, logs, served := newLoggedProxy(t, Serial(), []string{upstream.srv.URL})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(proxy.URL, "http://"))
+	require.NoError(t, err)
+	_, err = io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly ten b")
+	require.NoError(t, err)
+	require.NoError(t, conn.Close())
+	waitFor(t, served, "the request's end")
+	assert.Contains(t, logs.String(), `"status":499`)
+	assert.Contains(t, logs.String(), `"message":"client went away"`)
+	assert.Equal(t, int32(0), upstream.hits.Load(), "a cut-short body is not sent on")
 }
