@@ -3,6 +3,7 @@ module balancing-reverse-proxy
 go 1.26.8
 
 require (
+	github.com/HdrHistogram/hdrhistogram-go v1.4.0
 	github.com/alecthomas/kong v1.17.0
 	github.com/rs/zerolog v1.35.1
 	github.com/stretchr/testify v1.12.1
