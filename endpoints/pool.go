@@ -1,0 +1,308 @@
+package endpoints
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Order says in which order a request tries the endpoints.
+type Order string
+
+const (
+	// Priority tries the endpoints in the configured order: the first one
+	// first, always. It suits endpoints that cost money per call.
+	Priority Order = "priority"
+	// RoundRobin starts each request one endpoint further down the list.
+	RoundRobin Order = "round-robin"
+	// Fastest starts with the endpoint of lowest recent latency (a decaying
+	// average, weighted by the requests it has in flight), picked as the
+	// better of two chosen at random, so that one fast endpoint is not
+	// swamped; the rest follow from fastest to slowest.
+	Fastest Order = "fastest"
+)
+
+// Orders lists the accepted orders, for help and error messages.
+const Orders = "priority, round-robin or fastest"
+
+// UnmarshalText parses an order's name.
+func (o *Order) UnmarshalText(text []byte) error {
+	switch order := Order(text); order {
+	case Priority, RoundRobin, Fastest:
+		*o = order
+		return nil
+	}
+	return fmt.Errorf("unknown order %q; accepted: %s", text, Orders)
+}
+
+// PoolOptions configures a Pool. The zero value orders by priority, caps
+// nothing and never ejects.
+type PoolOptions struct {
+	// Order is the order in which a request tries the endpoints; empty means
+	// Priority.
+	Order Order
+	// MaxInflight caps the attempts one endpoint has in flight; an endpoint at
+	// its cap is skipped. If zero, there is no cap.
+	MaxInflight int
+	// EjectAfter is the number of failures in a row after which an endpoint is
+	// skipped for EjectBackoff. If zero, endpoints are never ejected.
+	EjectAfter int
+	// EjectBackoff is how long an ejected endpoint is first skipped. Each
+	// failure after it comes back doubles it, up to EjectBackoffMax; an answer
+	// resets it.
+	EjectBackoff time.Duration
+	// EjectBackoffMax bounds the back-off, and how long a Retry-After may pause
+	// an endpoint.
+	EjectBackoffMax time.Duration
+	// Log receives one line per change of an endpoint's state.
+	Log zerolog.Logger
+}
+
+// latencyDecay is how fast an endpoint's average latency forgets: a sample
+// this old weighs 1/e of a new one. An endpoint that has not been asked for a
+// while also looks faster by the same factor, so that it is tried again.
+const latencyDecay = 2 * time.Second
+
+// Pool is the endpoints with their runtime state: health, attempts in flight
+// and recent latency. It decides the order in which each request tries them.
+// It is safe for concurrent use.
+type Pool struct {
+	list    List
+	opts    PoolOptions
+	states  []*state
+	started atomic.Uint64 // requests planned, for round-robin
+	now     func() time.Time
+}
+
+// state is one endpoint's runtime state.
+type state struct {
+	inflight atomic.Int64
+
+	mu sync.Mutex
+	// failures counts failures in a row.
+	failures int
+	// ejections counts ejections in a row, for the back-off.
+	ejections    int
+	ejectedUntil time.Time
+	pausedUntil  time.Time
+	// latency is the decaying average time to response headers, in seconds,
+	// as of sampled.
+	latency float64
+	sampled time.Time
+}
+
+// NewPool returns the pool of list's endpoints.
+func NewPool(list List, opts PoolOptions) *Pool {
+	if opts.Order == "" {
+		opts.Order = Priority
+	}
+	opts.EjectBackoffMax = max(opts.EjectBackoffMax, opts.EjectBackoff)
+	p := &Pool{list: list, opts: opts, states: make([]*state, len(list)), now: time.Now}
+	for i := range p.states {
+		p.states[i] = &state{}
+	}
+	return p
+}
+
+// Len returns the number of endpoints.
+func (p *Pool) Len() int {
+	return len(p.list)
+}
+
+// Plan returns the endpoints one request may try, in the order it should try
+// them. Ejected and paused endpoints are left out, unless every endpoint is,
+// in which case all are tried anyway.
+func (p *Pool) Plan() List {
+	now := p.now()
+	plan := make(List, 0, len(p.list))
+	for i, e := range p.list {
+		if p.states[i].available(now) {
+			plan = append(plan, e)
+		}
+	}
+	if len(plan) == 0 {
+		plan = append(plan, p.list...)
+	}
+	switch p.opts.Order {
+	case RoundRobin:
+		turn := int((p.started.Add(1) - 1) % uint64(len(plan)))
+		slices.Reverse(plan[:turn])
+		slices.Reverse(plan[turn:])
+		slices.Reverse(plan)
+	case Fastest:
+		p.orderByLatency(plan, now)
+	}
+	return plan
+}
+
+// orderByLatency sorts plan from fastest to slowest, then puts first the better
+// of two endpoints picked at random (the power of two choices).
+func (p *Pool) orderByLatency(plan List, now time.Time) {
+	scores := make(map[int]float64, len(plan))
+	for _, e := range plan {
+		scores[e.Index] = p.states[e.Index].score(now)
+	}
+	slices.SortStableFunc(plan, func(a, b Endpoint) int { return cmp.Compare(scores[a.Index], scores[b.Index]) })
+	if len(plan) <= 2 {
+		return
+	}
+	first, second := rand.IntN(len(plan)), rand.IntN(len(plan)-1)
+	if second >= first {
+		second++
+	}
+	pick := min(first, second) // plan is sorted, so the lower index scores better
+	chosen := plan[pick]
+	copy(plan[1:pick+1], plan[:pick])
+	plan[0] = chosen
+}
+
+// Acquire takes one of e's in-flight places. It returns false, taking nothing,
+// when e is at its cap. Every true must be matched by one Release.
+func (p *Pool) Acquire(e Endpoint) bool {
+	inflight := &p.states[e.Index].inflight
+	if p.opts.MaxInflight <= 0 {
+		inflight.Add(1)
+		return true
+	}
+	for {
+		n := inflight.Load()
+		if n >= int64(p.opts.MaxInflight) {
+			return false
+		}
+		if inflight.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// Release gives back the place taken by Acquire, once e's attempt is over,
+// body included.
+func (p *Pool) Release(e Endpoint) {
+	p.states[e.Index].inflight.Add(-1)
+}
+
+// Answered records that e answered (with a terminal status) after latency: it
+// counts as healthy again and its latency joins its average.
+func (p *Pool) Answered(e Endpoint, latency time.Duration) {
+	s := p.states[e.Index]
+	now := p.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sample(latency, now)
+	p.recover(e, s, "answered")
+}
+
+// Outpaced records that e had not answered after waited when another endpoint
+// won the race: its average latency learns that it was at least that slow.
+func (p *Pool) Outpaced(e Endpoint, waited time.Duration) {
+	s := p.states[e.Index]
+	now := p.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sample(waited, now)
+}
+
+// Failed records one failure of e (an error, a time-out or a non-terminal
+// status); EjectAfter of them in a row eject it.
+func (p *Pool) Failed(e Endpoint, reason error) {
+	if p.opts.EjectAfter <= 0 {
+		return
+	}
+	s := p.states[e.Index]
+	now := p.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if now.Before(s.ejectedUntil) {
+		// Attempts that started before the ejection say nothing new.
+		return
+	}
+	s.failures++
+	if s.failures < p.opts.EjectAfter {
+		return
+	}
+	backoff := p.opts.EjectBackoff << min(s.ejections, 30)
+	if backoff <= 0 || backoff > p.opts.EjectBackoffMax {
+		backoff = p.opts.EjectBackoffMax
+	}
+	s.ejections++
+	s.ejectedUntil = now.Add(backoff)
+	p.opts.Log.Warn().Int("endpoint", e.Index).Str("url", e.String()).Int("failures", s.failures).
+		Stringer("for", backoff).AnErr("last_failure", reason).Msg("endpoint ejected")
+}
+
+// Pause skips e for d, as its Retry-After asked; d is capped at
+// EjectBackoffMax, or an hour when that is zero.
+func (p *Pool) Pause(e Endpoint, d time.Duration) {
+	limit := p.opts.EjectBackoffMax
+	if limit <= 0 {
+		limit = time.Hour
+	}
+	d = min(d, limit)
+	s := p.states[e.Index]
+	until := p.now().Add(d)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !until.After(s.pausedUntil) {
+		return
+	}
+	wasPaused := s.pausedUntil.After(p.now())
+	s.pausedUntil = until
+	if !wasPaused {
+		p.opts.Log.Warn().Int("endpoint", e.Index).Str("url", e.String()).Stringer("for", d).Msg("endpoint paused by Retry-After")
+	}
+}
+
+// Probed records the result of an active health check of the endpoint at
+// index: a success brings an ejected endpoint back at once; a failure counts
+// like a failed attempt. A pause asked for by Retry-After is kept either way.
+func (p *Pool) Probed(index int, err error) {
+	e := p.list[index]
+	if err != nil {
+		p.Failed(e, fmt.Errorf("health check: %w", err))
+		return
+	}
+	s := p.states[index]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p.recover(e, s, "health check passed")
+}
+
+// recover resets s after a success, logging the return of an ejected endpoint.
+// s.mu is held.
+func (p *Pool) recover(e Endpoint, s *state, why string) {
+	if s.ejections > 0 {
+		p.opts.Log.Info().Int("endpoint", e.Index).Str("url", e.String()).Str("because", why).Msg("endpoint back")
+	}
+	s.failures, s.ejections, s.ejectedUntil = 0, 0, time.Time{}
+}
+
+// available reports whether the endpoint may be tried at now.
+func (s *state) available(now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !now.Before(s.ejectedUntil) && !now.Before(s.pausedUntil)
+}
+
+// sample adds one latency to the decaying average. s.mu is held.
+func (s *state) sample(latency time.Duration, now time.Time) {
+	weight := math.Exp(-now.Sub(s.sampled).Seconds() / latencyDecay.Seconds())
+	s.latency = weight*s.latency + (1-weight)*latency.Seconds()
+	s.sampled = now
+}
+
+// score is the endpoint's expected cost of one more request: its average
+// latency, faded by how long ago it was measured, times the attempts it
+// already has in flight plus this one.
+func (s *state) score(now time.Time) float64 {
+	s.mu.Lock()
+	faded := s.latency * math.Exp(-now.Sub(s.sampled).Seconds()/(5*latencyDecay.Seconds()))
+	s.mu.Unlock()
+	return faded * float64(s.inflight.Load()+1)
+}
