@@ -21,8 +21,11 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/rs/zerolog/hlog"
 
+	"balancing-reverse-proxy/budget"
 	"balancing-reverse-proxy/endpoints"
 	"balancing-reverse-proxy/fanout"
+	"balancing-reverse-proxy/healthcheck"
+	"balancing-reverse-proxy/hedge"
 	"balancing-reverse-proxy/logging"
 	"balancing-reverse-proxy/terminal"
 )
@@ -38,6 +41,21 @@ type CLI struct {
 	Address           string           `original:"" default:":8080" help:"Address to listen on, [host]:port."`
 	TerminalResponses terminal.Ranges  `original:"" short:"t" default:"${terminal_default}" help:"Statuses whose response goes to the client: hundreds (400 = 400-499), classes (2xx), codes (404) or ranges (500-503), comma-separated. Others make the proxy try the next endpoint."`
 	Fanout            bool             `original:"" short:"f" help:"Send each request to every endpoint at once; the first terminal answer wins. Default: serial, one endpoint after another, the next only when one fails."`
+	Hedge             bool             `help:"Hedged mode: send to one endpoint, then to the next when the pending ones have not answered within --hedge-delay, or at once when one fails. Implied by --hedge-delay."`
+	HedgeDelay        *hedge.Spec      `placeholder:"DURATION|pNN" help:"How long hedged mode waits before the next attempt: a duration (20ms), or a percentile of recent answer times (p95, p99.9). Default: the percentile that fits --hedge-budget, else p95."`
+	HedgeDelayMin     time.Duration    `default:"1ms" help:"Least delay a percentile --hedge-delay can give."`
+	HedgeDelayMax     time.Duration    `default:"1s" help:"Greatest delay a percentile --hedge-delay can give; also the delay until enough answers were seen."`
+	HedgeBudget       *budget.Share    `placeholder:"PERCENT" help:"Cap extra attempts (hedges and fail-overs) at this share of recent requests, such as 5%, plus one a second. Default: no cap."`
+	MaxAttempts       int              `help:"Most attempts per request (0: one per endpoint)."`
+	IdempotentOnly    bool             `help:"Give extra attempts only to requests that are safe to repeat: GET, HEAD, OPTIONS, PUT, DELETE, TRACE, or with an Idempotency-Key header. Others get one attempt (plus a fail-over when it failed before sending)."`
+	Order             endpoints.Order  `default:"priority" enum:"priority,round-robin,fastest" help:"Order in which a request tries the endpoints: priority (as listed), round-robin, or fastest (lowest recent latency)."`
+	MaxInflight       int              `help:"Most attempts one endpoint may have in flight; one at its cap is skipped (0: no cap)."`
+	EjectAfter        int              `default:"5" help:"Failures in a row after which an endpoint is skipped for --eject-backoff (0: never)."`
+	EjectBackoff      time.Duration    `default:"1s" help:"How long an ejected endpoint is first skipped; doubles while it keeps failing, resets when it answers."`
+	EjectBackoffMax   time.Duration    `default:"1m" help:"Longest an endpoint is skipped, after failures or a Retry-After."`
+	HealthPath        string           `placeholder:"PATH" help:"Probe every endpoint at this path (GET, 2xx is healthy) every --health-interval; a pass brings an ejected endpoint back. Default: no probes."`
+	HealthInterval    time.Duration    `default:"5s" help:"Time between health probes."`
+	DebugHeaders      bool             `help:"Add X-Proxy-Endpoint, X-Proxy-Attempts and X-Proxy-No-Extra-Attempt to responses."`
 	Timeout           time.Duration    `default:"30s" help:"How long a request may wait for a terminal answer's headers, all attempts together (0: no limit). Then 504, or the last non-terminal answer."`
 	TryTimeout        time.Duration    `default:"10s" help:"How long one attempt may wait for its response headers before it counts as failed (0: no limit)."`
 	MaxBodyBuffer     byteSize         `default:"8MiB" help:"Largest request body held in memory so every attempt can send it (bytes, or with KiB, MiB, GiB). A larger body is streamed to the first endpoint only."`
@@ -67,13 +85,61 @@ func (c *CLI) Validate() error {
 	for name, d := range map[string]time.Duration{
 		"--timeout": c.Timeout, "--try-timeout": c.TryTimeout, "--stop-after": c.StopAfter,
 		"--shutdown-timeout": c.ShutdownTimeout, "--read-header-timeout": c.ReadHeaderTimeout, "--idle-timeout": c.IdleTimeout,
+		"--hedge-delay-min": c.HedgeDelayMin, "--hedge-delay-max": c.HedgeDelayMax,
+		"--eject-backoff": c.EjectBackoff, "--eject-backoff-max": c.EjectBackoffMax,
 	} {
 		if d < 0 {
 			return fmt.Errorf("%s: %s is negative; accepted: a duration such as 500ms, 10s or 0", name, d)
 		}
 	}
+	for name, n := range map[string]int{"--max-attempts": c.MaxAttempts, "--max-inflight": c.MaxInflight, "--eject-after": c.EjectAfter} {
+		if n < 0 {
+			return fmt.Errorf("%s: %d is negative; accepted: a whole number, 0 for no limit", name, n)
+		}
+	}
+	return c.validateHedging()
+}
+
+// validateHedging checks the flags of hedged mode and health checks together.
+func (c *CLI) validateHedging() error {
+	switch {
+	case c.Fanout && (c.Hedge || c.HedgeDelay != nil):
+		return fmt.Errorf("--fanout and --hedge/--hedge-delay are different modes; accepted: one of them")
+	case c.HedgeDelayMin > c.HedgeDelayMax:
+		return fmt.Errorf("--hedge-delay-min %s is above --hedge-delay-max %s; accepted: min <= max", c.HedgeDelayMin, c.HedgeDelayMax)
+	case c.HealthPath != "" && c.HealthInterval <= 0:
+		return fmt.Errorf("--health-interval %s: accepted: a positive duration such as 5s", c.HealthInterval)
+	}
+	if c.HealthPath != "" {
+		if err := healthcheck.CheckPath(c.HealthPath); err != nil {
+			return fmt.Errorf("--health-path: %w", err)
+		}
+	}
 	return nil
 }
+
+// schedule returns the schedule the flags ask for: hedged with --hedge or
+// --hedge-delay, fan-out with --fanout, else serial.
+func (c *CLI) schedule() fanout.Schedule {
+	switch {
+	case c.Fanout:
+		return fanout.FanOut()
+	case !c.Hedge && c.HedgeDelay == nil:
+		return fanout.Serial()
+	}
+	spec := hedge.Spec{Percentile: defaultHedgePercentile}
+	if c.HedgeDelay != nil {
+		spec = *c.HedgeDelay
+	} else if c.HedgeBudget != nil {
+		spec.Percentile = hedge.PercentileForShare(float64(*c.HedgeBudget))
+	}
+	return fanout.Hedged(hedge.NewDelay(spec, hedge.Options{Min: c.HedgeDelayMin, Max: c.HedgeDelayMax}))
+}
+
+// defaultHedgePercentile is the hedge delay's percentile when neither
+// --hedge-delay nor --hedge-budget gives one: about one request in twenty is
+// hedged.
+const defaultHedgePercentile = 95
 
 func checkAddress(address string) error {
 	host, port, err := net.SplitHostPort(address)
@@ -186,20 +252,28 @@ func (c *CLI) serve(ctx context.Context, releaseSignals func()) error {
 		return err
 	}
 
-	schedule := fanout.Serial()
-	if c.Fanout {
-		schedule = fanout.FanOut()
-	}
+	schedule := c.schedule()
 	transport := endpoints.NewTransport(256)
 	defer transport.CloseIdleConnections()
+	pool := endpoints.NewPool(c.Endpoints, endpoints.PoolOptions{
+		Order: c.Order, MaxInflight: c.MaxInflight,
+		EjectAfter: c.EjectAfter, EjectBackoff: c.EjectBackoff, EjectBackoffMax: c.EjectBackoffMax,
+		Log: logger,
+	})
 	proxy := &fanout.Proxy{
-		Endpoints:     c.Endpoints,
-		Terminal:      c.TerminalResponses,
-		Schedule:      schedule,
-		Transport:     transport,
-		MaxBodyBuffer: int64(c.MaxBodyBuffer),
-		Timeout:       c.Timeout,
-		TryTimeout:    c.TryTimeout,
+		Endpoints:      pool,
+		Terminal:       c.TerminalResponses,
+		Schedule:       schedule,
+		Transport:      transport,
+		MaxBodyBuffer:  int64(c.MaxBodyBuffer),
+		Timeout:        c.Timeout,
+		TryTimeout:     c.TryTimeout,
+		MaxAttempts:    c.MaxAttempts,
+		IdempotentOnly: c.IdempotentOnly,
+		DebugHeaders:   c.DebugHeaders,
+	}
+	if c.HedgeBudget != nil {
+		proxy.Budget = budget.New(float64(*c.HedgeBudget), budget.DefaultFloor, 0)
 	}
 	server := &http.Server{
 		Handler:           hlog.NewHandler(logger)(hlog.RequestIDHandler("request_id", "X-Request-Id")(proxy)),
@@ -216,7 +290,17 @@ func (c *CLI) serve(ctx context.Context, releaseSignals func()) error {
 		logger.Info().Int("endpoint", endpoint.Index).Str("url", endpoint.String()).Msg("configured endpoint")
 	}
 	logger.Info().Str("address", listener.Addr().String()).Str("mode", schedule.String()).
-		Str("terminal", c.TerminalResponses.String()).Msg("listening")
+		Str("terminal", c.TerminalResponses.String()).Str("order", string(c.Order)).Msg("listening")
+	if c.HealthPath != "" {
+		checker := &healthcheck.Checker{
+			Endpoints: c.Endpoints, Path: c.HealthPath, Interval: c.HealthInterval,
+			Transport: transport, Report: pool.Probed,
+		}
+		checkCtx, stopChecks := context.WithCancel(context.Background())
+		checked := make(chan struct{})
+		go func() { defer close(checked); checker.Run(checkCtx) }()
+		defer func() { stopChecks(); <-checked }()
+	}
 
 	if c.StopAfter > 0 {
 		var cancel context.CancelFunc

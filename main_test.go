@@ -101,6 +101,17 @@ func TestBadInputIsOneLineAndExitsBeforeListening(t *testing.T) {
 		{"missing endpoints", []string{"-f"}, "--endpoints"},
 		{"stray argument", []string{"-e", "http://a", "extra"}, "extra"},
 		{"missing value", []string{"-e", "http://a", "-address"}, "-address: needs a value"},
+		{"bad hedge delay", []string{"-e", "http://a", "-hedge-delay", "p100"}, `"p100"`},
+		{"negative hedge delay", []string{"-e", "http://a", "-hedge-delay", "-5ms"}, `"-5ms"`},
+		{"bad budget", []string{"-e", "http://a", "-hedge-budget", "5"}, `"5"`},
+		{"fan-out and hedged", []string{"-e", "http://a", "-f", "-hedge"}, "--fanout and --hedge"},
+		{"hedge delay bounds", []string{"-e", "http://a", "-hedge-delay-min", "2s", "-hedge-delay-max", "1s"}, "--hedge-delay-min 2s"},
+		{"negative max attempts", []string{"-e", "http://a", "-max-attempts", "-1"}, "--max-attempts"},
+		{"negative eject after", []string{"-e", "http://a", "-eject-after", "-2"}, "--eject-after"},
+		{"bad order", []string{"-e", "http://a", "-order", "random"}, "random"},
+		{"bad health path", []string{"-e", "http://a", "-health-path", "healthz"}, `"healthz"`},
+		{"zero health interval", []string{"-e", "http://a", "-health-path", "/h", "-health-interval", "0s"}, "--health-interval"},
+		{"ambiguous new prefix", []string{"-e", "http://a", "-eject", "3"}, "-eject: ambiguous flag"},
 		{"log file that cannot be opened", []string{"-e", "http://a", "-address", "127.0.0.1:0", "-log-file", "/"}, `--log-file "/"`},
 	}
 	for _, tt := range tests {
@@ -221,6 +232,39 @@ func TestStopAfterExitsCleanly(t *testing.T) {
 	log := strings.Join(lines, "\n")
 	assert.Contains(t, log, "request served")
 	assert.Contains(t, log, "stopped")
+}
+
+func TestHedgedModeWithHealthChecks(t *testing.T) {
+	t.Parallel()
+	probes := make(chan struct{}, 100)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/healthz" {
+			probes <- struct{}{}
+			return
+		}
+		<-r.Context().Done()
+	}))
+	defer slow.Close()
+	fast := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "attempt "+r.Header.Get("X-Proxy-Attempt"))
+	}))
+	defer fast.Close()
+	p := startProxy(t, nil, "-e", slow.URL+"/api,"+fast.URL, "--hedge-delay", "10ms", "--debug-headers",
+		"--health-path", "/healthz", "--health-interval", "50ms", "-s", "2s")
+
+	resp, body := getBody(t, "http://"+p.address+"/")
+	assert.Equal(t, "attempt 2", body)
+	assert.Equal(t, "1", resp.Header.Get("X-Proxy-Endpoint"))
+	assert.Equal(t, "2", resp.Header.Get("X-Proxy-Attempts"))
+	for range 2 {
+		select {
+		case <-probes:
+		case <-time.After(hangGuard):
+			t.Fatal("no health probe arrived")
+		}
+	}
+	code, _ := p.wait(t)
+	assert.Equal(t, 0, code)
 }
 
 func TestSignalDrainsInFlightRequests(t *testing.T) {

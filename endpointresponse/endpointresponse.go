@@ -33,6 +33,10 @@ type Outcome struct {
 	Err error
 	// Elapsed is the time from the attempt's start to its headers or failure.
 	Elapsed time.Duration
+	// NotSent is true when the attempt failed before any of its request was
+	// written to a connection, so the endpoint cannot have acted on it. It is
+	// only tracked when the sender asked for it.
+	NotSent bool
 
 	// closed records that Close ran, so that the body is closed only once.
 	closed bool

@@ -1,6 +1,7 @@
 // Package fanout owns the engine: it captures a request's body, starts attempts
-// at the endpoints on a schedule (serial or fan-out), picks the first terminal
-// answer, cancels the rest and decides the reply when nothing was terminal.
+// at the endpoints on a schedule (serial, fan-out or hedged) within the limits
+// of the budget and the request's method, picks the first terminal answer,
+// cancels the rest and decides the reply when nothing was terminal.
 package fanout
 
 import (
@@ -8,12 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sync"
 	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/rs/zerolog/hlog"
 
+	"balancing-reverse-proxy/budget"
 	"balancing-reverse-proxy/endpointresponse"
 	"balancing-reverse-proxy/endpoints"
 	"balancing-reverse-proxy/terminal"
@@ -31,8 +31,9 @@ var errTryTimeout = errors.New("no response headers within the try time-out")
 // answers with the first terminal response. Its fields are set before it serves
 // and not changed after.
 type Proxy struct {
-	// Endpoints are tried in this order. There must be at least one.
-	Endpoints endpoints.List
+	// Endpoints are the endpoints with their state; the pool orders them for
+	// each request and skips those ejected or at their in-flight cap.
+	Endpoints *endpoints.Pool
 	// Terminal says which statuses end a request.
 	Terminal terminal.Ranges
 	// Schedule says when attempts start. The zero value is Serial.
@@ -50,7 +51,38 @@ type Proxy struct {
 	// TryTimeout bounds each attempt's wait for its response headers, from its
 	// start. If zero, there is no bound.
 	TryTimeout time.Duration
+	// MaxAttempts caps the attempts of one request. If zero, each endpoint
+	// may be tried once.
+	MaxAttempts int
+	// Budget limits extra attempts (every attempt after a request's first:
+	// hedges and fail-overs). If nil, there is no limit.
+	Budget *budget.Budget
+	// IdempotentOnly gives extra attempts only to requests that are safe to
+	// repeat: idempotent methods, or an Idempotency-Key header. Others get one
+	// attempt, plus fail-overs from attempts that failed before sending.
+	IdempotentOnly bool
+	// DebugHeaders adds X-Proxy-Endpoint, X-Proxy-Attempts and, when an extra
+	// attempt was wanted but not made, X-Proxy-No-Extra-Attempt to responses.
+	DebugHeaders bool
 }
+
+// Headers that the proxy adds: AttemptHeader to each upstream request, the
+// others to responses when Proxy.DebugHeaders is set.
+const (
+	AttemptHeader        = "X-Proxy-Attempt"
+	EndpointHeader       = "X-Proxy-Endpoint"
+	AttemptsHeader       = "X-Proxy-Attempts"
+	NoExtraAttemptHeader = "X-Proxy-No-Extra-Attempt"
+)
+
+// Reasons why a request got no extra attempt when its schedule wanted one, as
+// given in NoExtraAttemptHeader and the log.
+const (
+	heldBackBody        = "request body over --max-body-buffer"
+	heldBackMethod      = "method not idempotent"
+	heldBackBudget      = "budget spent"
+	heldBackMaxInflight = "other endpoints at --max-inflight"
+)
 
 // ServeHTTP forwards r as described on Proxy and logs one line about it.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -70,23 +102,30 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "400 Bad Request: the request body could not be read", summary.status)
 		return
 	}
-	maxAttempts := len(p.Endpoints)
-	if !body.replayable {
-		maxAttempts = 1
-		summary.streamedBody = true
+	summary.streamedBody = !body.replayable
+	if p.Budget != nil {
+		p.Budget.Deposit()
 	}
 
-	race := newRace(p, r, body, maxAttempts, log)
+	race := newRace(p, r, body, log)
 	defer race.finish()
 	chosen, ended := race.run()
 	summary.attempts = race.launched
 	summary.failures = race.failures
+	summary.heldBack = race.heldBack
+	if p.DebugHeaders {
+		race.setDebugHeaders(w.Header(), chosen)
+	}
 
 	if chosen == nil {
 		summary.status = failureStatus(r, ended, race.failures)
 		summary.err = errors.Join(race.failures...)
 		if summary.status != statusClientClosedRequest {
-			http.Error(w, fmt.Sprintf("%d %s: no endpoint answered", summary.status, http.StatusText(summary.status)), summary.status)
+			message := "no endpoint answered"
+			if ended == noEndpointFree {
+				message = "every endpoint is at --max-inflight"
+			}
+			http.Error(w, fmt.Sprintf("%d %s: %s", summary.status, http.StatusText(summary.status), message), summary.status)
 		}
 		return
 	}
@@ -111,12 +150,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // failureStatus maps how a race that produced no response ended to the status
-// logged and, unless the client left, sent: the client gone 499, the request's
-// time-out or every attempt timed out 504, anything else 502.
+// logged and, unless the client left, sent: the client gone 499, every endpoint
+// at its in-flight cap 503, the request's time-out or every attempt timed out
+// 504, anything else 502.
 func failureStatus(r *http.Request, ended raceOutcome, failures []error) int {
 	switch {
 	case ended == clientGone || r.Context().Err() != nil:
 		return statusClientClosedRequest
+	case ended == noEndpointFree:
+		return http.StatusServiceUnavailable
 	case ended == deadlineExpired:
 		return http.StatusGatewayTimeout
 	case len(failures) > 0 && allTimedOut(failures):
@@ -155,187 +197,7 @@ const (
 	deadlineExpired
 	// clientGone: the client went away.
 	clientGone
+	// noEndpointFree: every endpoint was at its in-flight cap, so nothing was
+	// sent.
+	noEndpointFree
 )
-
-// race is the state of one request's attempts.
-type race struct {
-	proxy       *Proxy
-	in          *http.Request
-	body        *requestBody
-	maxAttempts int
-	// results is sized to maxAttempts, so no attempt blocks on sending.
-	results  chan *endpointresponse.Outcome
-	cancels  []context.CancelFunc
-	attempts sync.WaitGroup
-	launched int
-	failures []error
-	// fallback is the last non-terminal answer, kept open in case nothing
-	// better comes.
-	fallback *endpointresponse.Outcome
-	chosen   *endpointresponse.Outcome
-	log      *zerolog.Logger
-}
-
-func newRace(p *Proxy, in *http.Request, body *requestBody, maxAttempts int, log *zerolog.Logger) *race {
-	return &race{
-		log:         log,
-		proxy:       p,
-		in:          in,
-		body:        body,
-		maxAttempts: maxAttempts,
-		results:     make(chan *endpointresponse.Outcome, maxAttempts),
-		cancels:     make([]context.CancelFunc, 0, maxAttempts),
-	}
-}
-
-// run starts attempts on the proxy's schedule until one is terminal, all are
-// done, the deadline passes or the client leaves. It returns the outcome to send
-// to the client (the winner, or the last non-terminal answer), or nil.
-func (rc *race) run() (*endpointresponse.Outcome, raceOutcome) {
-	var deadline <-chan time.Time
-	if rc.proxy.Timeout > 0 {
-		timer := time.NewTimer(rc.proxy.Timeout)
-		defer timer.Stop()
-		deadline = timer.C
-	}
-	rc.launch()
-	for rc.proxy.Schedule.parallel && rc.launched < rc.maxAttempts {
-		rc.launch()
-	}
-	for pending := rc.launched; pending > 0; {
-		select {
-		case outcome := <-rc.results:
-			pending--
-			logAttempt(rc.log, outcome)
-			if outcome.Err == nil && rc.proxy.Terminal.Contains(outcome.Status()) {
-				rc.chosen = outcome
-				return outcome, terminalAnswer
-			}
-			rc.recordFailure(outcome)
-			// A failure that is only the client's leaving must not start another.
-			if rc.launched < rc.maxAttempts && rc.in.Context().Err() == nil {
-				rc.launch()
-				pending++
-			}
-		case <-deadline:
-			rc.failures = append(rc.failures, fmt.Errorf("no terminal answer within the time-out of %s", rc.proxy.Timeout))
-			return rc.chooseFallback(deadlineExpired)
-		case <-rc.in.Context().Done():
-			return nil, clientGone
-		}
-	}
-	return rc.chooseFallback(allFailed)
-}
-
-// chooseFallback picks the last non-terminal answer, if any, once no terminal
-// one can be had.
-func (rc *race) chooseFallback(otherwise raceOutcome) (*endpointresponse.Outcome, raceOutcome) {
-	if rc.fallback == nil {
-		return nil, otherwise
-	}
-	rc.chosen, rc.fallback = rc.fallback, nil
-	return rc.chosen, nonTerminalAnswer
-}
-
-func (rc *race) recordFailure(outcome *endpointresponse.Outcome) {
-	if outcome.Err != nil {
-		rc.failures = append(rc.failures, outcome.Err)
-		return
-	}
-	rc.failures = append(rc.failures, fmt.Errorf("endpoint %d: non-terminal status %d", outcome.Endpoint.Index, outcome.Status()))
-	if rc.fallback != nil {
-		rc.fallback.Close()
-	}
-	rc.fallback = outcome
-}
-
-// launch starts the next attempt, at the next endpoint in order.
-func (rc *race) launch() {
-	endpoint := rc.proxy.Endpoints[rc.launched]
-	number := rc.launched + 1
-	ctx, cancel := context.WithCancel(rc.in.Context())
-	rc.cancels = append(rc.cancels, cancel)
-	rc.launched++
-	body, length := rc.body.forAttempt()
-	outgoing := endpoint.Outgoing(ctx, rc.in, body, length)
-	if rc.body.replayable {
-		// The client's body is already here (the server answered its Expect with
-		// 100 Continue); asking the endpoint again would only add a wait.
-		outgoing.Header.Del("Expect")
-	}
-	rc.attempts.Add(1)
-	go func() {
-		defer rc.attempts.Done()
-		rc.results <- rc.proxy.attempt(outgoing, cancel, endpoint, number)
-	}()
-}
-
-// attempt sends one outgoing request and waits for its headers, at most
-// TryTimeout.
-func (p *Proxy) attempt(outgoing *http.Request, cancel context.CancelFunc, endpoint endpoints.Endpoint, number int) *endpointresponse.Outcome {
-	start := time.Now()
-	var tryTimer *time.Timer
-	if p.TryTimeout > 0 {
-		tryTimer = time.AfterFunc(p.TryTimeout, cancel)
-	}
-	resp, err := p.Transport.RoundTrip(outgoing)
-	// A timer that already fired has cancelled this attempt, even if headers
-	// arrived in the meantime.
-	if tryTimer != nil && !tryTimer.Stop() {
-		if resp != nil {
-			resp.Body.Close()
-			resp = nil
-		}
-		err = fmt.Errorf("%w of %s", errTryTimeout, p.TryTimeout)
-	}
-	outcome := &endpointresponse.Outcome{Endpoint: endpoint, Attempt: number, Elapsed: time.Since(start)}
-	if err != nil {
-		outcome.Err = fmt.Errorf("endpoint %d (%s): %w", endpoint.Index, endpoint, err)
-		return outcome
-	}
-	outcome.Response = resp
-	return outcome
-}
-
-// cancelAllBut cancels every attempt except keep's.
-func (rc *race) cancelAllBut(keep *endpointresponse.Outcome) {
-	for i, cancel := range rc.cancels {
-		if keep == nil || i != keep.Attempt-1 {
-			cancel()
-		}
-	}
-}
-
-// finish cancels every attempt, waits for them all to return and closes every
-// response body that nobody else will read.
-func (rc *race) finish() {
-	rc.cancelAllBut(nil)
-	rc.attempts.Wait()
-	close(rc.results)
-	for outcome := range rc.results {
-		logAttempt(rc.log, outcome)
-		outcome.Close()
-	}
-	if rc.fallback != nil {
-		rc.fallback.Close()
-	}
-	if rc.chosen != nil {
-		rc.chosen.Close()
-	}
-}
-
-func logAttempt(log *zerolog.Logger, outcome *endpointresponse.Outcome) {
-	event := log.Debug().
-		Int("endpoint", outcome.Endpoint.Index).
-		Int("attempt", outcome.Attempt).
-		Float64("elapsed_ms", float64(outcome.Elapsed.Microseconds())/1000)
-	switch {
-	case errors.Is(outcome.Err, context.Canceled):
-		event.Msg("attempt cancelled")
-		return
-	case outcome.Err != nil:
-		event.Err(outcome.Err).Msg("attempt failed")
-		return
-	}
-	event.Int("status", outcome.Status()).Msg("attempt answered")
-}

@@ -19,7 +19,9 @@ type summary struct {
 	streamedBody bool
 	// aborted is true when the endpoint's body broke off after the status
 	// was sent.
-	aborted  bool
+	aborted bool
+	// heldBack says why an extra attempt that was wanted was not made.
+	heldBack string
 	failures []error
 	err      error
 }
@@ -57,6 +59,9 @@ func (s *summary) log(log *zerolog.Logger, r *http.Request, elapsed time.Duratio
 		Float64("duration_ms", float64(elapsed.Microseconds())/1000)
 	if s.streamedBody {
 		event = event.Str("body", "over --max-body-buffer: streamed to one endpoint, no other attempt")
+	}
+	if s.heldBack != "" {
+		event = event.Str("no_extra_attempt", s.heldBack)
 	}
 	if s.err != nil {
 		event = event.Err(s.err)

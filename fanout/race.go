@@ -1,0 +1,412 @@
+package fanout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptrace"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"balancing-reverse-proxy/endpointresponse"
+	"balancing-reverse-proxy/endpoints"
+)
+
+// race is the state of one request's attempts.
+type race struct {
+	proxy *Proxy
+	in    *http.Request
+	body  *requestBody
+	// plan is the endpoints this request may try, in order; next is the
+	// first not tried yet.
+	plan        endpoints.List
+	next        int
+	maxAttempts int
+	// results is sized to maxAttempts, so no attempt blocks on sending.
+	results  chan *endpointresponse.Outcome
+	cancels  []context.CancelFunc
+	tried    []endpoints.Endpoint
+	attempts sync.WaitGroup
+	launched int
+	// lastLaunch is when the latest attempt started, for the hedge delay.
+	lastLaunch time.Time
+	// heldBack says why an extra attempt that was wanted was not made.
+	heldBack string
+	// scheduleRefused is set when the request may not get the extra attempts
+	// its schedule wants (its body or method), and stopped when it may get no
+	// more attempts at all (the budget is spent, or no endpoint has room).
+	scheduleRefused bool
+	stopped         bool
+	failures        []error
+	ended           raceOutcome
+	// fallback is the last non-terminal answer, kept open in case nothing
+	// better comes.
+	fallback *endpointresponse.Outcome
+	chosen   *endpointresponse.Outcome
+	log      *zerolog.Logger
+}
+
+func newRace(p *Proxy, in *http.Request, body *requestBody, log *zerolog.Logger) *race {
+	plan := p.Endpoints.Plan()
+	maxAttempts := len(plan)
+	if p.MaxAttempts > 0 {
+		maxAttempts = min(maxAttempts, p.MaxAttempts)
+	}
+	return &race{
+		log:         log,
+		proxy:       p,
+		in:          in,
+		body:        body,
+		plan:        plan,
+		maxAttempts: maxAttempts,
+		results:     make(chan *endpointresponse.Outcome, maxAttempts),
+		cancels:     make([]context.CancelFunc, 0, maxAttempts),
+		tried:       make([]endpoints.Endpoint, 0, maxAttempts),
+	}
+}
+
+// run starts attempts on the proxy's schedule until one is terminal, all are
+// done, the deadline passes or the client leaves. It returns the outcome to send
+// to the client (the winner, or the last non-terminal answer), or nil.
+func (rc *race) run() (*endpointresponse.Outcome, raceOutcome) {
+	rc.chosen, rc.ended = rc.runUntilDecided()
+	return rc.chosen, rc.ended
+}
+
+func (rc *race) runUntilDecided() (*endpointresponse.Outcome, raceOutcome) {
+	var deadline <-chan time.Time
+	if rc.proxy.Timeout > 0 {
+		timer := time.NewTimer(rc.proxy.Timeout)
+		defer timer.Stop()
+		deadline = timer.C
+	}
+	if !rc.launch() {
+		return nil, noEndpointFree
+	}
+	var hedgeTimer *time.Timer
+	defer func() {
+		if hedgeTimer != nil {
+			hedgeTimer.Stop()
+		}
+	}()
+	for pending := 1; pending > 0; {
+		var hedge <-chan time.Time
+		if wait, ok := rc.proxy.Schedule.wait(); ok && rc.hasRoom() && !rc.scheduleRefused {
+			wait -= time.Since(rc.lastLaunch)
+			if wait <= 0 {
+				if rc.extend(nil) {
+					pending++
+				}
+				continue
+			}
+			if hedgeTimer == nil {
+				hedgeTimer = time.NewTimer(wait)
+			} else {
+				hedgeTimer.Reset(wait)
+			}
+			hedge = hedgeTimer.C
+		}
+		select {
+		case outcome := <-rc.results:
+			pending--
+			logAttempt(rc.log, outcome)
+			rc.report(outcome)
+			if outcome.Err == nil && rc.proxy.Terminal.Contains(outcome.Status()) {
+				return outcome, terminalAnswer
+			}
+			rc.recordFailure(outcome)
+			// A failure that is only the client's leaving must not start another.
+			if rc.in.Context().Err() == nil && rc.extend(outcome) {
+				pending++
+			}
+		case <-hedge:
+			// The delay has passed: the next pass starts the hedge.
+		case <-deadline:
+			rc.failures = append(rc.failures, fmt.Errorf("no terminal answer within the time-out of %s", rc.proxy.Timeout))
+			return rc.chooseFallback(deadlineExpired)
+		case <-rc.in.Context().Done():
+			return nil, clientGone
+		}
+	}
+	return rc.chooseFallback(allFailed)
+}
+
+// hasRoom reports whether the request could still get another attempt.
+func (rc *race) hasRoom() bool {
+	return !rc.stopped && rc.launched < rc.maxAttempts && rc.next < len(rc.plan)
+}
+
+// extend starts an extra attempt, after failed failed or because the schedule
+// says so (failed nil), if the request's body and method allow it. It reports
+// whether it started one.
+func (rc *race) extend(failed *endpointresponse.Outcome) bool {
+	if !rc.hasRoom() {
+		return false
+	}
+	if reason := rc.refusal(failed); reason != "" {
+		rc.heldBack = reason
+		rc.scheduleRefused = rc.scheduleRefused || failed == nil
+		return false
+	}
+	return rc.launch()
+}
+
+// refusal says why the request may not have an extra attempt after failed
+// (nil: one the schedule wants), or "" when it may.
+func (rc *race) refusal(failed *endpointresponse.Outcome) string {
+	switch {
+	case !rc.body.replayable:
+		return heldBackBody
+	case rc.proxy.IdempotentOnly && !repeatable(rc.in) && (failed == nil || !failed.NotSent):
+		// Nothing reached the endpoint of an attempt that failed before
+		// sending, so the next one cannot duplicate it.
+		return heldBackMethod
+	}
+	return ""
+}
+
+// launch starts an attempt at the next endpoint of the plan that has room for
+// it. Every attempt but the first must be paid for from the budget. It
+// reports whether an attempt started.
+func (rc *race) launch() bool {
+	endpoint, ok := rc.acquireNext()
+	if !ok {
+		if rc.launched > 0 {
+			rc.heldBack, rc.stopped = heldBackMaxInflight, true
+		}
+		return false
+	}
+	if rc.launched > 0 && rc.proxy.Budget != nil && !rc.proxy.Budget.Withdraw() {
+		rc.proxy.Endpoints.Release(endpoint)
+		// The request keeps the attempts it has: a slow-down must not turn
+		// into a storm of extra ones.
+		rc.heldBack, rc.stopped = heldBackBudget, true
+		return false
+	}
+	rc.tried = append(rc.tried, endpoint)
+	number := rc.launched + 1
+	ctx, cancel := context.WithCancel(rc.in.Context())
+	rc.cancels = append(rc.cancels, cancel)
+	rc.launched++
+	rc.lastLaunch = time.Now()
+	body, length := rc.body.forAttempt()
+	outgoing := endpoint.Outgoing(ctx, rc.in, body, length)
+	if rc.body.replayable {
+		// The client's body is already here (the server answered its Expect with
+		// 100 Continue); asking the endpoint again would only add a wait.
+		outgoing.Header.Del("Expect")
+	}
+	outgoing.Header.Set(AttemptHeader, strconv.Itoa(number))
+	// Whether a failed attempt sent anything only matters for requests that
+	// may not be repeated.
+	traceSend := rc.proxy.IdempotentOnly && !repeatable(rc.in)
+	rc.attempts.Add(1)
+	go func() {
+		defer rc.attempts.Done()
+		rc.results <- rc.proxy.attempt(outgoing, cancel, endpoint, number, traceSend)
+	}()
+	return true
+}
+
+// acquireNext takes the next endpoint of the plan that is under its in-flight
+// cap, skipping those at it.
+func (rc *race) acquireNext() (endpoints.Endpoint, bool) {
+	for rc.next < len(rc.plan) {
+		endpoint := rc.plan[rc.next]
+		rc.next++
+		if rc.proxy.Endpoints.Acquire(endpoint) {
+			return endpoint, true
+		}
+	}
+	return endpoints.Endpoint{}, false
+}
+
+// repeatable reports whether r may be sent more than once: its method is
+// idempotent (RFC 9110, section 9.2.2) or it carries an Idempotency-Key.
+func repeatable(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete, http.MethodTrace:
+		return true
+	}
+	return r.Header.Get("Idempotency-Key") != ""
+}
+
+// attempt sends one outgoing request and waits for its headers, at most
+// TryTimeout. With traceSend, the outcome says whether a failure happened
+// before the request was written.
+func (p *Proxy) attempt(outgoing *http.Request, cancel context.CancelFunc, endpoint endpoints.Endpoint, number int, traceSend bool) *endpointresponse.Outcome {
+	start := time.Now()
+	var wrote atomic.Bool
+	if traceSend {
+		trace := &httptrace.ClientTrace{WroteHeaders: func() { wrote.Store(true) }}
+		outgoing = outgoing.WithContext(httptrace.WithClientTrace(outgoing.Context(), trace))
+	}
+	var tryTimer *time.Timer
+	if p.TryTimeout > 0 {
+		tryTimer = time.AfterFunc(p.TryTimeout, cancel)
+	}
+	resp, err := p.Transport.RoundTrip(outgoing)
+	// A timer that already fired has cancelled this attempt, even if headers
+	// arrived in the meantime.
+	if tryTimer != nil && !tryTimer.Stop() {
+		if resp != nil {
+			resp.Body.Close()
+			resp = nil
+		}
+		err = fmt.Errorf("%w of %s", errTryTimeout, p.TryTimeout)
+	}
+	outcome := &endpointresponse.Outcome{Endpoint: endpoint, Attempt: number, Elapsed: time.Since(start)}
+	if err != nil {
+		outcome.Err = fmt.Errorf("endpoint %d (%s): %w", endpoint.Index, endpoint, err)
+		outcome.NotSent = traceSend && !wrote.Load()
+		return outcome
+	}
+	outcome.Response = resp
+	return outcome
+}
+
+// report tells the pool and the schedule what an attempt's outcome says about
+// its endpoint: an answer and its latency, a failure, a Retry-After, or, for
+// an attempt cut short by a winner or a time-out, that it was at least that
+// slow. The client's leaving says nothing about the endpoint.
+func (rc *race) report(outcome *endpointresponse.Outcome) {
+	pool, endpoint := rc.proxy.Endpoints, outcome.Endpoint
+	switch {
+	case outcome.Err == nil:
+		if pause, ok := retryAfter(outcome.Response, time.Now()); ok {
+			pool.Pause(endpoint, pause)
+		}
+		if rc.proxy.Terminal.Contains(outcome.Status()) {
+			pool.Answered(endpoint, outcome.Elapsed)
+			rc.proxy.Schedule.observe(outcome.Elapsed)
+			return
+		}
+		pool.Failed(endpoint, fmt.Errorf("non-terminal status %d", outcome.Status()))
+	case rc.in.Context().Err() != nil:
+	case errors.Is(outcome.Err, context.Canceled):
+		pool.Outpaced(endpoint, outcome.Elapsed)
+		rc.proxy.Schedule.observe(outcome.Elapsed)
+	case errors.Is(outcome.Err, errTryTimeout):
+		pool.Failed(endpoint, outcome.Err)
+		rc.proxy.Schedule.observe(outcome.Elapsed)
+	default:
+		pool.Failed(endpoint, outcome.Err)
+	}
+}
+
+// maxRetryAfter bounds the pause a Retry-After can ask for, against nonsense.
+const maxRetryAfter = time.Hour
+
+// retryAfter returns the pause that a 429 or 503 response asks for in its
+// Retry-After header, in seconds or as a date.
+func retryAfter(resp *http.Response, now time.Time) (time.Duration, bool) {
+	if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable {
+		return 0, false
+	}
+	value := resp.Header.Get("Retry-After")
+	if value == "" {
+		return 0, false
+	}
+	var pause time.Duration
+	if seconds, err := strconv.ParseUint(value, 10, 32); err == nil {
+		pause = time.Duration(seconds) * time.Second
+	} else if date, err := http.ParseTime(value); err == nil {
+		pause = date.Sub(now)
+	}
+	if pause <= 0 {
+		return 0, false
+	}
+	return min(pause, maxRetryAfter), true
+}
+
+// chooseFallback picks the last non-terminal answer, if any, once no terminal
+// one can be had.
+func (rc *race) chooseFallback(otherwise raceOutcome) (*endpointresponse.Outcome, raceOutcome) {
+	if rc.fallback == nil {
+		return nil, otherwise
+	}
+	chosen := rc.fallback
+	rc.fallback = nil
+	return chosen, nonTerminalAnswer
+}
+
+func (rc *race) recordFailure(outcome *endpointresponse.Outcome) {
+	if outcome.Err != nil {
+		rc.failures = append(rc.failures, outcome.Err)
+		return
+	}
+	rc.failures = append(rc.failures, fmt.Errorf("endpoint %d: non-terminal status %d", outcome.Endpoint.Index, outcome.Status()))
+	if rc.fallback != nil {
+		rc.fallback.Close()
+	}
+	rc.fallback = outcome
+}
+
+// setDebugHeaders says in h which endpoint answered, how many attempts were
+// made and why no more were, replacing any such header from the endpoint.
+func (rc *race) setDebugHeaders(h http.Header, chosen *endpointresponse.Outcome) {
+	names := []string{EndpointHeader, AttemptsHeader, NoExtraAttemptHeader}
+	if chosen != nil {
+		for _, name := range names {
+			chosen.Response.Header.Del(name)
+		}
+		h.Set(EndpointHeader, strconv.Itoa(chosen.Endpoint.Index))
+	}
+	h.Set(AttemptsHeader, strconv.Itoa(rc.launched))
+	if rc.heldBack != "" {
+		h.Set(NoExtraAttemptHeader, rc.heldBack)
+	}
+}
+
+// cancelAllBut cancels every attempt except keep's.
+func (rc *race) cancelAllBut(keep *endpointresponse.Outcome) {
+	for i, cancel := range rc.cancels {
+		if keep == nil || i != keep.Attempt-1 {
+			cancel()
+		}
+	}
+}
+
+// finish cancels every attempt, waits for them all to return, closes every
+// response body that nobody else will read and gives the endpoints back their
+// in-flight places.
+func (rc *race) finish() {
+	rc.cancelAllBut(nil)
+	rc.attempts.Wait()
+	close(rc.results)
+	for outcome := range rc.results {
+		logAttempt(rc.log, outcome)
+		rc.report(outcome)
+		outcome.Close()
+	}
+	if rc.fallback != nil {
+		rc.fallback.Close()
+	}
+	if rc.chosen != nil {
+		rc.chosen.Close()
+	}
+	for _, endpoint := range rc.tried {
+		rc.proxy.Endpoints.Release(endpoint)
+	}
+}
+
+func logAttempt(log *zerolog.Logger, outcome *endpointresponse.Outcome) {
+	event := log.Debug().
+		Int("endpoint", outcome.Endpoint.Index).
+		Int("attempt", outcome.Attempt).
+		Float64("elapsed_ms", float64(outcome.Elapsed.Microseconds())/1000)
+	switch {
+	case errors.Is(outcome.Err, context.Canceled):
+		event.Msg("attempt cancelled")
+		return
+	case outcome.Err != nil:
+		event.Err(outcome.Err).Msg("attempt failed")
+		return
+	}
+	event.Int("status", outcome.Status()).Msg("attempt answered")
+}
