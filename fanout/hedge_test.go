@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+	"github.com/rs/zerolog/hlog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -315,6 +317,36 @@ func TestAttemptNumberHeader(t *testing.T) {
 	resp.Body.Close()
 	assert.Equal(t, "1", <-seen)
 	assert.Equal(t, "2", <-seen)
+}
+
+func TestCopiesCarryOneRequestID(t *testing.T) {
+	t.Parallel()
+	ids := make(chan string, 2)
+	record := func(status int) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			ids <- r.Header.Get("X-Request-Id")
+			w.WriteHeader(status)
+		}
+	}
+	first := newBackend(t, record(http.StatusInternalServerError))
+	second := newBackend(t, record(http.StatusOK))
+	proxy := buildProxy(t, Serial(), []string{first.srv.URL, second.srv.URL})
+	srv := serve(t, hlog.NewHandler(zerolog.Nop())(hlog.RequestIDHandler("request_id", "X-Request-Id")(proxy)))
+
+	resp, _ := get(t, srv.URL)
+	id := resp.Header.Get("X-Request-Id")
+	require.NotEmpty(t, id)
+	assert.Equal(t, id, <-ids)
+	assert.Equal(t, id, <-ids)
+
+	req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
+	require.NoError(t, err)
+	req.Header.Set("X-Request-Id", "client-7")
+	resp, err = client(t).Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, "client-7", <-ids, "a client's id travels on")
+	assert.Equal(t, "client-7", <-ids)
 }
 
 func TestMaxAttempts(t *testing.T) {

@@ -12,10 +12,15 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/rs/zerolog/hlog"
 
 	"balancing-reverse-proxy/endpointresponse"
 	"balancing-reverse-proxy/endpoints"
 )
+
+// requestIDHeader carries the request's id to every attempt, unless the
+// client sent one, which then travels on as it is.
+const requestIDHeader = "X-Request-Id"
 
 // race is the state of one request's attempts.
 type race struct {
@@ -201,7 +206,11 @@ func (rc *race) launch() bool {
 		// 100 Continue); asking the endpoint again would only add a wait.
 		outgoing.Header.Del("Expect")
 	}
+	// The attempt number and one request id let endpoints recognise copies.
 	outgoing.Header.Set(AttemptHeader, strconv.Itoa(number))
+	if id, ok := hlog.IDFromRequest(rc.in); ok && outgoing.Header.Get(requestIDHeader) == "" {
+		outgoing.Header.Set(requestIDHeader, id.String())
+	}
 	// Whether a failed attempt sent anything only matters for requests that
 	// may not be repeated.
 	traceSend := rc.proxy.IdempotentOnly && !repeatable(rc.in)
