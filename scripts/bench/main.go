@@ -1,0 +1,198 @@
+// Command bench is an open-loop benchmark of how much the proxy cuts tail
+// latency, and at what cost in upstream load. It starts in-process endpoints
+// with a latency model, builds the proxy once, runs it as a real process per
+// row, and sends a constant request rate through it (or to an endpoint
+// directly), measuring each latency from the request's intended send time.
+//
+//	go run ./scripts/bench                       # every scenario, 200/s, 3s warm-up + 20s per row
+//	go run ./scripts/bench -scenario tail -duration 10s
+//	go run ./scripts/bench -duration 2s -warmup 500ms -rate 100   # a quick smoke run
+//
+// Exit status: 0 when every row ran (targets missed or not), 1 on a harness
+// error (the build, a proxy that crashed or could not start, an interrupt),
+// 2 on a bad command line, 3 with -strict when a target was missed or could not
+// be checked.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Exit statuses.
+const (
+	exitOK           = 0
+	exitHarnessError = 1
+	exitUsage        = 2
+	exitTargetMissed = 3
+)
+
+// config is the command line.
+type config struct {
+	rate        float64
+	duration    time.Duration
+	warmup      time.Duration
+	scenarios   []string
+	proxyPath   string
+	strict      bool
+	timeout     time.Duration
+	maxInFlight int
+}
+
+// maxRequestsPerRow bounds a row's request count, whatever the flags.
+const maxRequestsPerRow = 10_000_000
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// After the first signal, a second one gets its default effect.
+		<-ctx.Done()
+		stop()
+	}()
+	code := run(ctx, os.Args, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// parseFlags reads args (without the program name).
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var cfg config
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Float64Var(&cfg.rate, "rate", 200, "requests per second, sent open-loop at a constant rate")
+	fs.DurationVar(&cfg.duration, "duration", 20*time.Second, "measured time of each row")
+	fs.DurationVar(&cfg.warmup, "warmup", 3*time.Second, "time of each row sent before the measured phase and not recorded")
+	scenarioList := fs.String("scenario", "all", "scenarios to run, comma-separated: all, "+strings.Join(scenarioNames, ", "))
+	fs.StringVar(&cfg.proxyPath, "proxy", "", "prebuilt proxy binary (default: build it from the module root with go build)")
+	fs.BoolVar(&cfg.strict, "strict", false, "exit with status 3 when a target is missed or cannot be checked")
+	fs.DurationVar(&cfg.timeout, "timeout", 10*time.Second, "time-out of each request from its send, counted as an error")
+	fs.IntVar(&cfg.maxInFlight, "max-in-flight", 2000, "most requests outstanding at once; a request due beyond that is dropped")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	switch {
+	case !(cfg.rate > 0 && cfg.rate <= 100_000):
+		return cfg, fmt.Errorf("-rate %g: accepted: above 0, at most 100000", cfg.rate)
+	case cfg.duration <= 0 || cfg.duration > time.Hour:
+		return cfg, fmt.Errorf("-duration %s: accepted: above 0, at most 1h", cfg.duration)
+	case cfg.warmup < 0 || cfg.warmup > time.Hour:
+		return cfg, fmt.Errorf("-warmup %s: accepted: 0 to 1h", cfg.warmup)
+	case cfg.timeout <= 0 || cfg.timeout > time.Minute:
+		return cfg, fmt.Errorf("-timeout %s: accepted: above 0, at most 1m", cfg.timeout)
+	case cfg.maxInFlight < 1 || cfg.maxInFlight > 100_000:
+		return cfg, fmt.Errorf("-max-in-flight %d: accepted: 1 to 100000", cfg.maxInFlight)
+	}
+	if warm, measured := phaseCounts(cfg.rate, cfg.warmup, cfg.duration); warm+measured > maxRequestsPerRow {
+		return cfg, fmt.Errorf("-rate x (-warmup + -duration) is %d requests per row; accepted: at most %d", warm+measured, maxRequestsPerRow)
+	}
+	for name := range strings.SplitSeq(*scenarioList, ",") {
+		name = strings.TrimSpace(name)
+		switch {
+		case name == "all":
+			cfg.scenarios = append(cfg.scenarios, scenarioNames...)
+		case slices.Contains(scenarioNames, name):
+			cfg.scenarios = append(cfg.scenarios, name)
+		default:
+			return cfg, fmt.Errorf("-scenario %q: accepted: all, %s", name, strings.Join(scenarioNames, ", "))
+		}
+	}
+	cfg.scenarios = uniqueInOrder(cfg.scenarios)
+	return cfg, nil
+}
+
+// uniqueInOrder returns names without repeats, in the order of scenarioNames.
+func uniqueInOrder(names []string) []string {
+	var out []string
+	for _, n := range scenarioNames {
+		if slices.Contains(names, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// run runs the benchmark with args (program name first) and returns the exit
+// status. Tables and targets go to stdout, progress and errors to stderr.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, err := parseFlags(args[1:], stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "bench: %v\n", err)
+		return exitUsage
+	}
+
+	fmt.Fprintf(stdout, "machine: %d CPUs (GOMAXPROCS %d), %s/%s, %s\n",
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version())
+	// Under go run the program's path is a throw-away build directory, so the
+	// line shows its name and the arguments exactly as given.
+	fmt.Fprintf(stdout, "command: %s\n", shellQuote(append([]string{filepath.Base(args[0])}, args[1:]...)))
+	fmt.Fprintf(stdout, "load: %g requests/s open-loop, %s warm-up (not recorded) + %s measured per row, %s time-out, at most %d in flight\n",
+		cfg.rate, cfg.warmup, cfg.duration, cfg.timeout, cfg.maxInFlight)
+	fmt.Fprintln(stdout, "latency: ms from each request's intended send time to the end of its body, every sent request (errors too);")
+	fmt.Fprintln(stdout, "extra load: upstream requests of the measured phase / client requests - 1; cpu: % of one core over the row")
+
+	proxyPath := cfg.proxyPath
+	if proxyPath == "" {
+		dir, err := os.MkdirTemp("", "bench-proxy-")
+		if err != nil {
+			fmt.Fprintf(stderr, "bench: %v\n", err)
+			return exitHarnessError
+		}
+		defer os.RemoveAll(dir)
+		started := time.Now()
+		proxyPath, err = buildProxy(ctx, dir)
+		if err != nil {
+			fmt.Fprintf(stderr, "bench: %v\n", err)
+			return exitHarnessError
+		}
+		fmt.Fprintf(stderr, "bench: built the proxy in %s\n", time.Since(started).Round(time.Millisecond))
+	} else if _, err := os.Stat(proxyPath); err != nil {
+		fmt.Fprintf(stderr, "bench: -proxy: %v\n", err)
+		return exitUsage
+	}
+	fmt.Fprintf(stdout, "proxy: %s\n", proxyPath)
+
+	rn := &runner{cfg: cfg, proxyPath: proxyPath, progress: stderr}
+	all := scenarios()
+	results := make(map[string][]result)
+	var harnessErrs []error
+	for _, name := range cfg.scenarios {
+		sc := all[name]
+		rows, err := rn.runScenario(ctx, sc)
+		printTable(stdout, sc.name+": "+sc.about, rows)
+		if ctx.Err() != nil {
+			fmt.Fprintf(stderr, "bench: interrupted: %v\n", ctx.Err())
+			return exitHarnessError
+		}
+		results[name] = rows
+		if err != nil {
+			harnessErrs = append(harnessErrs, err)
+		}
+	}
+	missed := printTargets(stdout, evaluateTargets(results))
+	if err := errors.Join(harnessErrs...); err != nil {
+		fmt.Fprintf(stderr, "bench: %v\n", err)
+		return exitHarnessError
+	}
+	if cfg.strict && missed > 0 {
+		fmt.Fprintf(stderr, "bench: -strict: %d targets missed or not checked\n", missed)
+		return exitTargetMissed
+	}
+	return exitOK
+}
