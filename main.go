@@ -63,6 +63,7 @@ type CLI struct {
 	ShutdownTimeout   time.Duration    `default:"10s" help:"On stop, how long in-flight requests may take to finish."`
 	ReadHeaderTimeout time.Duration    `default:"10s" help:"How long a client may take to send its request headers."`
 	IdleTimeout       time.Duration    `default:"120s" help:"How long an idle keep-alive client connection is kept."`
+	DebugAddress      string           `placeholder:"HOST:PORT" help:"Serve Go's profiles (/debug/pprof/: CPU, allocations, goroutines) on this address, such as 127.0.0.1:6060. Keep it off public interfaces. Default: off."`
 	LogPrefix         string           `original:"" default:"balancing-reverse-proxy" help:"Prefix of every text log line."`
 	LogFile           string           `original:"" default:"stdout" help:"Where logs go: stdout, stderr, or a file (appended to)."`
 	LogDate           bool             `original:"" default:"true" help:"Stamp log lines with the date (-log-date=false to drop it)."`
@@ -79,8 +80,13 @@ func (c *CLI) Validate() error {
 	if len(c.Endpoints) == 0 {
 		return fmt.Errorf("--endpoints is required; accepted: %s", endpoints.Accepted)
 	}
-	if err := checkAddress(c.Address); err != nil {
+	if err := checkAddress("--address", c.Address); err != nil {
 		return err
+	}
+	if c.DebugAddress != "" {
+		if err := checkAddress("--debug-address", c.DebugAddress); err != nil {
+			return err
+		}
 	}
 	for name, d := range map[string]time.Duration{
 		"--timeout": c.Timeout, "--try-timeout": c.TryTimeout, "--stop-after": c.StopAfter,
@@ -141,7 +147,8 @@ func (c *CLI) schedule() fanout.Schedule {
 // hedged.
 const defaultHedgePercentile = 95
 
-func checkAddress(address string) error {
+// checkAddress checks the [host]:port address given to flag.
+func checkAddress(flag, address string) error {
 	host, port, err := net.SplitHostPort(address)
 	if err == nil {
 		_, err = net.LookupPort("tcp", port)
@@ -150,7 +157,7 @@ func checkAddress(address string) error {
 		err = fmt.Errorf("bad host %q", host)
 	}
 	if err != nil {
-		return fmt.Errorf("--address %q: %w; accepted: [host]:port, such as :8080 or 127.0.0.1:8080", address, err)
+		return fmt.Errorf("%s %q: %w; accepted: [host]:port, such as :8080 or 127.0.0.1:8080", flag, address, err)
 	}
 	return nil
 }
@@ -291,6 +298,18 @@ func (c *CLI) serve(ctx context.Context, releaseSignals func()) error {
 	}
 	logger.Info().Str("address", listener.Addr().String()).Str("mode", schedule.String()).
 		Str("terminal", c.TerminalResponses.String()).Str("order", string(c.Order)).Msg("listening")
+	if c.DebugAddress != "" {
+		debug, err := startDebugServer(c.DebugAddress)
+		if err != nil {
+			return err
+		}
+		logger.Info().Str("address", debug.Address).Msg("serving profiles at /debug/pprof/")
+		defer func() {
+			if err := debug.stop(); err != nil {
+				logger.Warn().Err(err).Msg("stopping the profile server")
+			}
+		}()
+	}
 	if c.HealthPath != "" {
 		checker := &healthcheck.Checker{
 			Endpoints: c.Endpoints, Path: c.HealthPath, Interval: c.HealthInterval,

@@ -93,6 +93,7 @@ func TestBadInputIsOneLineAndExitsBeforeListening(t *testing.T) {
 		{"terminal abc", []string{"-e", "http://a", "-t", "abc"}, `"abc"`},
 		{"address without port", []string{"-e", "http://a", "-address", "foo"}, `"foo"`},
 		{"address with a bad port", []string{"-e", "http://a", "-address", ":99999"}, `":99999"`},
+		{"debug address without port", []string{"-e", "http://a", "-debug-address", "localhost"}, `--debug-address "localhost"`},
 		{"unknown flag", []string{"-e", "http://a", "-bogus"}, "-bogus: unknown flag"},
 		{"ambiguous prefix", []string{"-e", "http://a", "-log"}, "-log: ambiguous flag; it could be -log-date"},
 		{"bad log format", []string{"-e", "http://a", "-log-fo", "xml"}, "xml"},
@@ -424,4 +425,27 @@ func TestServerTimeouts(t *testing.T) {
 		require.NoError(t, err)
 		assert.Contains(t, readUntilClosed(t, conn), "200 OK")
 	})
+}
+
+func TestDebugAddressServesProfiles(t *testing.T) {
+	t.Parallel()
+	p := startProxy(t, nil, "-e", "http://127.0.0.1:1", "-debug-address", "127.0.0.1:0", "-s", "5s")
+	var debugAddress string
+	for debugAddress == "" {
+		select {
+		case line, ok := <-p.lines:
+			require.True(t, ok, "the proxy exited before serving profiles")
+			if m := regexp.MustCompile(`serving profiles.* address=(\S+)`).FindStringSubmatch(line); m != nil {
+				debugAddress = m[1]
+			}
+		case <-time.After(hangGuard):
+			t.Fatal("no line about the profile server")
+		}
+	}
+	resp, body := getBody(t, "http://"+debugAddress+"/debug/pprof/goroutine?debug=1")
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Contains(t, body, "goroutine profile: total ")
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	code, _ := p.wait(t)
+	assert.Equal(t, 0, code)
 }
