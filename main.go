@@ -26,6 +26,7 @@ import (
 	"balancing-reverse-proxy/fanout"
 	"balancing-reverse-proxy/healthcheck"
 	"balancing-reverse-proxy/hedge"
+	"balancing-reverse-proxy/inbound"
 	"balancing-reverse-proxy/logging"
 	"balancing-reverse-proxy/terminal"
 )
@@ -63,6 +64,11 @@ type CLI struct {
 	ShutdownTimeout   time.Duration    `default:"10s" help:"On stop, how long in-flight requests may take to finish."`
 	ReadHeaderTimeout time.Duration    `default:"10s" help:"How long a client may take to send its request headers."`
 	IdleTimeout       time.Duration    `default:"120s" help:"How long an idle keep-alive client connection is kept."`
+	MaxConnections    int              `default:"10000" help:"Most client connections open at once; more wait to be accepted (0: no cap)."`
+	MaxHeaderBytes    byteSize         `default:"64KiB" help:"Largest request head (request line and headers); a larger one gets 431."`
+	MaxHeaders        int              `default:"100" help:"Most header fields in a request; more get 431 (0: no cap)."`
+	MaxBody           byteSize         `default:"0" help:"Largest request body (bytes, or with KiB, MiB, GiB); a Content-Length above it gets 413 at once, a chunked body when it crosses it (0: no cap)."`
+	BodyReadTimeout   time.Duration    `default:"60s" help:"How long a client may pause while sending its request body before the request fails with 408 (0: no limit)."`
 	DebugAddress      string           `placeholder:"HOST:PORT" help:"Serve Go's profiles (/debug/pprof/: CPU, allocations, goroutines) on this address, such as 127.0.0.1:6060. Keep it off public interfaces. Default: off."`
 	LogPrefix         string           `original:"" default:"balancing-reverse-proxy" help:"Prefix of every text log line."`
 	LogFile           string           `original:"" default:"stdout" help:"Where logs go: stdout, stderr, or a file (appended to)."`
@@ -93,18 +99,32 @@ func (c *CLI) Validate() error {
 		"--shutdown-timeout": c.ShutdownTimeout, "--read-header-timeout": c.ReadHeaderTimeout, "--idle-timeout": c.IdleTimeout,
 		"--hedge-delay-min": c.HedgeDelayMin, "--hedge-delay-max": c.HedgeDelayMax,
 		"--eject-backoff": c.EjectBackoff, "--eject-backoff-max": c.EjectBackoffMax,
+		"--body-read-timeout": c.BodyReadTimeout,
 	} {
 		if d < 0 {
 			return fmt.Errorf("%s: %s is negative; accepted: a duration such as 500ms, 10s or 0", name, d)
 		}
 	}
-	for name, n := range map[string]int{"--max-attempts": c.MaxAttempts, "--max-inflight": c.MaxInflight, "--eject-after": c.EjectAfter} {
+	for name, n := range map[string]int{
+		"--max-attempts": c.MaxAttempts, "--max-inflight": c.MaxInflight, "--eject-after": c.EjectAfter,
+		"--max-connections": c.MaxConnections, "--max-headers": c.MaxHeaders,
+	} {
 		if n < 0 {
 			return fmt.Errorf("%s: %d is negative; accepted: a whole number, 0 for no limit", name, n)
 		}
 	}
+	if c.MaxHeaderBytes < minHeaderBytes || c.MaxHeaderBytes > maxHeaderBytes {
+		return fmt.Errorf("--max-header-bytes %d: accepted: %d (1KiB) to %d (1MiB)", c.MaxHeaderBytes, minHeaderBytes, maxHeaderBytes)
+	}
 	return c.validateHedging()
 }
+
+// Bounds of --max-header-bytes: below 1 KiB ordinary requests would not fit,
+// above 1 MiB a head is a way to make the proxy hold memory.
+const (
+	minHeaderBytes = 1 << 10
+	maxHeaderBytes = 1 << 20
+)
 
 // validateHedging checks the flags of hedged mode and health checks together.
 func (c *CLI) validateHedging() error {
@@ -282,17 +302,27 @@ func (c *CLI) serve(ctx context.Context, releaseSignals func()) error {
 	if c.HedgeBudget != nil {
 		proxy.Budget = budget.New(float64(*c.HedgeBudget), budget.DefaultFloor, 0)
 	}
+	limits := inbound.Limits{MaxHeaders: c.MaxHeaders, MaxBody: int64(c.MaxBody), BodyReadTimeout: c.BodyReadTimeout}
 	server := &http.Server{
-		Handler:           hlog.NewHandler(logger)(hlog.RequestIDHandler("request_id", "X-Request-Id")(proxy)),
+		Handler:           hlog.NewHandler(logger)(hlog.RequestIDHandler("request_id", "X-Request-Id")(limits.Handler(proxy))),
 		ReadHeaderTimeout: c.ReadHeaderTimeout,
 		IdleTimeout:       c.IdleTimeout,
+		MaxHeaderBytes:    int(c.MaxHeaderBytes),
 		ErrorLog:          stdlog.New(logger.With().Str("source", "http.Server").Logger(), "", 0),
 	}
 
-	listener, err := net.Listen("tcp", c.Address)
+	tcpListener, err := net.Listen("tcp", c.Address)
 	if err != nil {
 		return fmt.Errorf("--address %q: %w", c.Address, err)
 	}
+	listener := inbound.NewListener(tcpListener, inbound.ListenerOptions{
+		MaxConnections: c.MaxConnections,
+		MaxHeaderBytes: int(c.MaxHeaderBytes),
+		OnReject: func(remote net.Addr, reason string) {
+			logger.Info().Str("remote", remote.String()).Int("status", http.StatusBadRequest).Str("reason", reason).
+				Msg("request refused for its framing")
+		},
+	})
 	for _, endpoint := range c.Endpoints {
 		logger.Info().Int("endpoint", endpoint.Index).Str("url", endpoint.String()).Msg("configured endpoint")
 	}

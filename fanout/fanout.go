@@ -16,6 +16,7 @@ import (
 	"balancing-reverse-proxy/budget"
 	"balancing-reverse-proxy/endpointresponse"
 	"balancing-reverse-proxy/endpoints"
+	"balancing-reverse-proxy/inbound"
 	"balancing-reverse-proxy/terminal"
 )
 
@@ -94,12 +95,16 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := captureBody(r, p.MaxBodyBuffer)
 	if err != nil {
 		summary.err = fmt.Errorf("reading the request body: %w", err)
-		summary.status = http.StatusBadRequest
-		if clientLeft(r, err) {
+		// A body that failed for its size or pace also ends the request's
+		// context (the server stops reading the connection), but the client
+		// is still there to get the answer.
+		status, isLimit := bodyFailureStatus(err)
+		summary.status = status
+		if !isLimit && clientLeft(r, err) {
 			summary.status = statusClientClosedRequest
 			return
 		}
-		http.Error(w, "400 Bad Request: the request body could not be read", summary.status)
+		http.Error(w, fmt.Sprintf("%d %s: the request body could not be read", summary.status, http.StatusText(summary.status)), summary.status)
 		return
 	}
 	summary.streamedBody = !body.replayable
@@ -150,10 +155,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // failureStatus maps how a race that produced no response ended to the status
-// logged and, unless the client left, sent: the client gone 499, every endpoint
+// logged and, unless the client left, sent: a request body over --max-body
+// 413 or too slow 408, the client gone 499, every endpoint
 // at its in-flight cap 503, the request's time-out or every attempt timed out
 // 504, anything else 502.
 func failureStatus(r *http.Request, ended raceOutcome, failures []error) int {
+	if status, ok := bodyFailureStatus(errors.Join(failures...)); ok {
+		return status
+	}
 	switch {
 	case ended == clientGone || r.Context().Err() != nil:
 		return statusClientClosedRequest
@@ -165,6 +174,20 @@ func failureStatus(r *http.Request, ended raceOutcome, failures []error) int {
 		return http.StatusGatewayTimeout
 	}
 	return http.StatusBadGateway
+}
+
+// bodyFailureStatus maps a failure to read the client's request body to its
+// status: over --max-body 413, too slow 408, anything else 400. It is false
+// when err is not about the request body.
+func bodyFailureStatus(err error) (int, bool) {
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return http.StatusRequestEntityTooLarge, true
+	case errors.Is(err, inbound.ErrBodyReadTimeout):
+		return http.StatusRequestTimeout, true
+	}
+	return http.StatusBadRequest, false
 }
 
 func allTimedOut(failures []error) bool {

@@ -1,0 +1,165 @@
+// Package inbound owns the client side of the proxy before the engine: the
+// listener, which caps client connections and checks the framing of every
+// HTTP/1 request at the byte level (refusing the ambiguous forms used to
+// smuggle requests), and the limits a request must pass before any endpoint
+// is called (header fields, body size and pace, forms a reverse proxy does not
+// serve).
+package inbound
+
+import (
+	"io"
+	"net"
+	"sync"
+)
+
+// Listener wraps a net.Listener: it holds at most MaxConnections client
+// connections open at once, and checks the framing of every HTTP/1 request on
+// them (see checker) before Go's server parses it.
+//
+// A written-out limiter rather than golang.org/x/net/netutil.LimitListener:
+// the connections it returns hide the TCP connection's CloseWrite, which Go's
+// server uses to close gracefully after an error response (so that the
+// client reads the 400 instead of a reset).
+type Listener struct {
+	net.Listener
+	// slots holds a token per open connection; nil means no cap.
+	slots chan struct{}
+	// maxHead is the largest request head held for checking.
+	maxHead int
+	// onReject is told about each rejected request.
+	onReject func(remote net.Addr, reason string)
+}
+
+// ListenerOptions configure a Listener.
+type ListenerOptions struct {
+	// MaxConnections caps the client connections open at once. When it is
+	// reached, Accept waits for one to close (new clients wait in the
+	// kernel's backlog). If zero, there is no cap.
+	MaxConnections int
+	// MaxHeaderBytes is the server's http.Server.MaxHeaderBytes. A request
+	// head larger than the server would read is passed on unchecked, for the
+	// server to reject with 431.
+	MaxHeaderBytes int
+	// OnReject, if not nil, is called with the client's address and the
+	// reason whenever a request is rejected for its framing.
+	OnReject func(remote net.Addr, reason string)
+}
+
+// serverHeadSlack is what Go's server reads beyond MaxHeaderBytes before it
+// answers 431.
+const serverHeadSlack = 4096
+
+// NewListener returns l with a cap on connections and request checks.
+func NewListener(l net.Listener, opts ListenerOptions) *Listener {
+	listener := &Listener{
+		Listener: l,
+		maxHead:  opts.MaxHeaderBytes + serverHeadSlack,
+		onReject: opts.OnReject,
+	}
+	if opts.MaxConnections > 0 {
+		listener.slots = make(chan struct{}, opts.MaxConnections)
+	}
+	return listener
+}
+
+// Accept waits for a free slot, then for a connection, and returns it wrapped.
+func (l *Listener) Accept() (net.Conn, error) {
+	if l.slots != nil {
+		l.slots <- struct{}{}
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		l.release()
+		return nil, err
+	}
+	return &conn{Conn: c, check: newChecker(l.maxHead), listener: l}, nil
+}
+
+func (l *Listener) release() {
+	if l.slots != nil {
+		<-l.slots
+	}
+}
+
+// conn is a client connection whose requests are checked as they are read.
+type conn struct {
+	net.Conn
+	listener *Listener
+	check    *checker
+	// ready holds checked bytes due to the server after those it was given.
+	ready []byte
+	// readErr is an error from the client's connection that is due to the
+	// server once ready is empty.
+	readErr   error
+	closeOnce sync.Once
+}
+
+// Read gives the server the client's bytes once checked: a request head only
+// when it is whole and accepted, a rejected one replaced by a line the
+// server refuses, and nothing more after it.
+func (c *conn) Read(p []byte) (int, error) {
+	for {
+		if len(c.ready) > 0 {
+			n := copy(p, c.ready)
+			c.ready = c.ready[n:]
+			if len(c.ready) == 0 {
+				c.ready = nil
+			}
+			return n, nil
+		}
+		if err := c.readErr; err != nil {
+			c.readErr = nil
+			return 0, err
+		}
+		if c.check.phase == rejected {
+			return 0, io.EOF
+		}
+		if c.check.phase == unchecked {
+			return c.Conn.Read(p)
+		}
+		n, err := c.Conn.Read(p)
+		wasRejected := c.check.phase == rejected
+		pass, queued := c.check.feed(p[:n], c.ready)
+		c.ready = queued
+		if c.check.phase == rejected && !wasRejected && c.listener.onReject != nil {
+			c.listener.onReject(c.RemoteAddr(), c.check.reason)
+		}
+		if pass > 0 {
+			c.readErr = err
+			return pass, nil
+		}
+		if err != nil {
+			c.readErr = err
+		}
+	}
+}
+
+// CloseWrite shuts the sending side of the TCP connection, so that Go's
+// server can close gracefully after an error response.
+func (c *conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// Close closes the connection and frees its slot.
+func (c *conn) Close() error {
+	err := c.Conn.Close()
+	c.closeOnce.Do(c.listener.release)
+	return err
+}
+
+// StopChecking makes c pass the client's bytes on unchecked from now on: for
+// a connection that a handler has taken over (an upgrade to WebSocket) and
+// that no longer carries HTTP/1 requests. Bytes held back so far go on first.
+// It does nothing to a connection that did not come from a Listener.
+func StopChecking(c net.Conn) {
+	checked, ok := c.(*conn)
+	if !ok || checked.check.phase == rejected {
+		return
+	}
+	checked.ready = append(checked.ready, checked.check.held...)
+	checked.check.held = nil
+	checked.check.phase = unchecked
+}

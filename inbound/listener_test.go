@@ -1,0 +1,230 @@
+package inbound
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	// After an error response Go's server half-closes the connection and
+	// waits half a second before closing it (against a reset that would
+	// lose the response); Server.Close does not wait for that goroutine.
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("net/http.(*conn).closeWriteAndWait"))
+}
+
+// hangGuard bounds waits for things that must happen; it is a deadlock
+// guard, not a timing assertion.
+const hangGuard = 10 * time.Second
+
+// rejection is one request refused by a Listener.
+type rejection struct {
+	remote net.Addr
+	reason string
+}
+
+// checkedServer is an http.Server behind a Listener whose handler reports
+// each request it gets.
+type checkedServer struct {
+	addr     string
+	requests chan string
+	rejected chan rejection
+}
+
+func newCheckedServer(t *testing.T, opts ListenerOptions, handler http.HandlerFunc) *checkedServer {
+	t.Helper()
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	s := &checkedServer{addr: tcp.Addr().String(), requests: make(chan string, 100), rejected: make(chan rejection, 100)}
+	opts.OnReject = func(remote net.Addr, reason string) { s.rejected <- rejection{remote, reason} }
+	if handler == nil {
+		handler = func(w http.ResponseWriter, r *http.Request) {
+			body, err := io.ReadAll(r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			s.requests <- r.Method + " " + r.RequestURI + " " + string(body)
+			_, _ = io.WriteString(w, "ok")
+		}
+	}
+	server := &http.Server{Handler: handler, ReadHeaderTimeout: hangGuard, MaxHeaderBytes: opts.MaxHeaderBytes}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = server.Serve(NewListener(tcp, opts))
+	}()
+	t.Cleanup(func() {
+		_ = server.Close()
+		<-served
+	})
+	return s
+}
+
+// exchange sends raw on a new connection and returns all the server wrote
+// until it closed the connection.
+func (s *checkedServer) exchange(t *testing.T, raw string) string {
+	t.Helper()
+	conn, err := net.Dial("tcp", s.addr)
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = io.WriteString(conn, raw)
+	require.NoError(t, err)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(hangGuard)))
+	got, err := io.ReadAll(conn)
+	var netErr net.Error
+	require.False(t, errors.As(err, &netErr) && netErr.Timeout(), "the server kept the connection open; it wrote %q", got)
+	return string(got)
+}
+
+// requestsSeen drains the requests the handler reported.
+func (s *checkedServer) requestsSeen() []string {
+	var seen []string
+	for {
+		select {
+		case r := <-s.requests:
+			seen = append(seen, r)
+		default:
+			return seen
+		}
+	}
+}
+
+func TestListenerRefusesSmuggledRequests(t *testing.T) {
+	t.Parallel()
+	s := newCheckedServer(t, ListenerOptions{MaxHeaderBytes: 4096}, nil)
+	first := "GET /first HTTP/1.1\r\nHost: a\r\n\r\n"
+	smuggled := "GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
+	tests := []struct{ name, raw, reason string }{
+		{"CL.TE", "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled, reasonLengthAndChunked},
+		{"TE.CL", "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n5c\r\n" + smuggled + "\r\n0\r\n\r\n", reasonLengthAndChunked},
+		{"duplicate Content-Length", "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n" + smuggled, reasonDuplicateLength},
+		{"chunked HTTP/1.0", "POST /x HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled, reasonChunkedHTTP10},
+		{"obs-fold", "GET /x HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n Transfer-Encoding: chunked\r\n\r\n" + smuggled, reasonObsFold},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := s.exchange(t, first+tt.raw)
+			assert.Equal(t, []string{"GET /first "}, s.requestsSeen(), "the request before is served, nothing after")
+			assert.Equal(t, 1, strings.Count(got, "HTTP/1.1 200 OK"), "%q", got)
+			assert.Contains(t, got, "HTTP/1.1 400 Bad Request")
+			select {
+			case r := <-s.rejected:
+				assert.Equal(t, tt.reason, r.reason)
+				assert.NotNil(t, r.remote)
+			case <-time.After(hangGuard):
+				t.Fatal("the rejection was not reported")
+			}
+		})
+	}
+}
+
+func TestListenerServesPipelinedRequests(t *testing.T) {
+	t.Parallel()
+	s := newCheckedServer(t, ListenerOptions{MaxHeaderBytes: 4096}, nil)
+	raw := "POST /1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello" +
+		"POST /2 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n" +
+		"GET /3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+	got := s.exchange(t, raw)
+	assert.Equal(t, 3, strings.Count(got, "HTTP/1.1 200 OK"), "%q", got)
+	assert.Equal(t, []string{"POST /1 hello", "POST /2 abc", "GET /3 "}, s.requestsSeen())
+}
+
+func TestListenerLetsTheServerAnswer431(t *testing.T) {
+	t.Parallel()
+	s := newCheckedServer(t, ListenerOptions{MaxHeaderBytes: 1024}, nil)
+	got := s.exchange(t, "GET / HTTP/1.1\r\nHost: a\r\nX-Big: "+strings.Repeat("a", 8<<10)+"\r\n\r\n")
+	assert.True(t, strings.HasPrefix(got, "HTTP/1.1 431 "), "%q", got)
+	assert.Empty(t, s.requestsSeen())
+}
+
+func TestListenerCapsConnections(t *testing.T) {
+	t.Parallel()
+	s := newCheckedServer(t, ListenerOptions{MaxConnections: 1, MaxHeaderBytes: 4096}, nil)
+	first, err := net.Dial("tcp", s.addr)
+	require.NoError(t, err)
+	_, err = io.WriteString(first, "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n")
+	require.NoError(t, err)
+	firstReader := bufio.NewReader(first)
+	resp, err := http.ReadResponse(firstReader, nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+
+	// The second connection is made (the kernel queues it) but not served
+	// while the first one is open.
+	second, err := net.Dial("tcp", s.addr)
+	require.NoError(t, err)
+	defer second.Close()
+	_, err = io.WriteString(second, "GET /2 HTTP/1.1\r\nHost: a\r\n\r\n")
+	require.NoError(t, err)
+	answered := make(chan error, 1)
+	go func() {
+		resp, err := http.ReadResponse(bufio.NewReader(second), nil)
+		if err == nil {
+			resp.Body.Close()
+		}
+		answered <- err
+	}()
+	// The first connection is still served while the second one waits.
+	_, err = io.WriteString(first, "GET /1b HTTP/1.1\r\nHost: a\r\n\r\n")
+	require.NoError(t, err)
+	resp, err = http.ReadResponse(firstReader, nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, []string{"GET /1 ", "GET /1b "}, s.requestsSeen(), "the second connection waits")
+	select {
+	case err := <-answered:
+		t.Fatalf("the second connection was served while the first was open: %v", err)
+	default:
+	}
+
+	require.NoError(t, first.Close())
+	select {
+	case err := <-answered:
+		require.NoError(t, err)
+	case <-time.After(hangGuard):
+		t.Fatal("the second connection was not served once the first closed")
+	}
+	assert.Equal(t, []string{"GET /2 "}, s.requestsSeen())
+}
+
+func TestStopCheckingPassesTunnelledBytes(t *testing.T) {
+	t.Parallel()
+	var wg sync.WaitGroup
+	s := newCheckedServer(t, ListenerOptions{MaxHeaderBytes: 4096}, func(w http.ResponseWriter, r *http.Request) {
+		conn, rw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		StopChecking(conn)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer conn.Close()
+			_, _ = io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+			// Echo what follows, which would be refused as HTTP.
+			buf := make([]byte, 64)
+			n, _ := io.ReadAtLeast(rw, buf, len("X: 1\r\n 2\r\n\r\n"))
+			_, _ = conn.Write(buf[:n])
+		}()
+	})
+	t.Cleanup(wg.Wait)
+	got := s.exchange(t, "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\nX: 1\r\n 2\r\n\r\n")
+	assert.True(t, strings.HasSuffix(got, "\r\n\r\nX: 1\r\n 2\r\n\r\n"), "%q", got)
+	select {
+	case r := <-s.rejected:
+		t.Fatalf("tunnelled bytes were checked as HTTP: %s", r.reason)
+	default:
+	}
+}
