@@ -9,12 +9,13 @@ import (
 // NewTransport returns the transport that every attempt to every endpoint shares.
 // It keeps up to maxIdlePerHost idle connections per endpoint so that busy
 // endpoints are not dialled per request, never asks for compressed bodies it
-// would then have to undo (responses pass through as the endpoint sent them), and
-// ignores HTTP_PROXY settings: the endpoints are called directly.
+// would then have to undo (responses pass through as the endpoint sent them),
+// ignores HTTP_PROXY settings (the endpoints are called directly) and dials
+// connections that can check response heads for WatchFraming.
 func NewTransport(maxIdlePerHost int) *http.Transport {
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Transport{
-		DialContext:           dialer.DialContext,
+		DialContext:           dialFraming(dialer.DialContext),
 		ForceAttemptHTTP2:     true,
 		MaxIdleConnsPerHost:   maxIdlePerHost,
 		IdleConnTimeout:       90 * time.Second,

@@ -259,7 +259,17 @@ func (p *Proxy) attempt(outgoing *http.Request, cancel context.CancelFunc, endpo
 	if p.TryTimeout > 0 {
 		tryTimer = time.AfterFunc(p.TryTimeout, cancel)
 	}
+	outgoing, framing := endpoints.WatchFraming(outgoing)
 	resp, err := p.Transport.RoundTrip(outgoing)
+	if err == nil {
+		// Go's Transport reads a body that is both chunked and of a
+		// Content-Length by its chunks, but the endpoint may have meant the
+		// length: an answer that cannot be trusted counts as a failure.
+		if err = framing(); err != nil {
+			resp.Body.Close()
+			resp = nil
+		}
+	}
 	// A timer that already fired has cancelled this attempt, even if headers
 	// arrived in the meantime.
 	if tryTimer != nil && !tryTimer.Stop() {

@@ -1,0 +1,167 @@
+package endpoints
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"sync"
+	"sync/atomic"
+)
+
+// ErrAmbiguousFraming is the failure of a response whose head gives its body's
+// length twice, with Content-Length and with Transfer-Encoding. Go's Transport
+// reads such a body by its chunks and deletes both headers, but the endpoint,
+// or something between, may have meant the Content-Length: RFC 9112, section
+// 6.3, says the message ought to be handled as an error, as it may be an
+// attempt at response splitting.
+var ErrAmbiguousFraming = errors.New("response has both Content-Length and Transfer-Encoding")
+
+// maxCheckedLine bounds the head line a framingConn holds while it checks a
+// head. A head with a longer line is not checked; Go's Transport has its own
+// bound on heads.
+const maxCheckedLine = 64 << 10
+
+// dialFraming wraps dial so that its connections can check response heads;
+// see WatchFraming.
+func dialFraming(dial func(ctx context.Context, network, address string) (net.Conn, error)) func(ctx context.Context, network, address string) (net.Conn, error) {
+	return func(ctx context.Context, network, address string) (net.Conn, error) {
+		conn, err := dial(ctx, network, address)
+		if err != nil {
+			return nil, err
+		}
+		return &framingConn{Conn: conn}, nil
+	}
+}
+
+// WatchFraming returns req with a trace that has the head of its response
+// checked as the bytes come in, and a function to call once RoundTrip has
+// returned that response. The function returns ErrAmbiguousFraming when the
+// head was ambiguous; the connection is then already closed, so it is never
+// reused, and the caller closes the body. It returns nil when the head was
+// fine or could not be checked: only plain HTTP/1 connections dialled by
+// NewTransport's transport are.
+func WatchFraming(req *http.Request) (*http.Request, func() error) {
+	var watched atomic.Pointer[framingConn]
+	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+		// The request is not written yet, so its response cannot have begun.
+		if conn, ok := info.Conn.(*framingConn); ok {
+			conn.arm()
+			watched.Store(conn)
+		}
+	}}
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
+	return req, func() error {
+		if conn := watched.Load(); conn != nil {
+			return conn.verdict()
+		}
+		return nil
+	}
+}
+
+// framingConn is a connection to an endpoint that, when armed for a request,
+// reads the head of the response along with Go's Transport, which deletes the
+// evidence of an ambiguous framing before its caller sees the response.
+type framingConn struct {
+	net.Conn
+
+	mu sync.Mutex
+	// armed is set from the request's getting the connection to the end of
+	// its final response head.
+	armed bool
+	// line is the head line read so far; status is set once the status line
+	// was read.
+	line   []byte
+	status []byte
+	// contentLength and transferEncoding say what the head has so far.
+	contentLength, transferEncoding bool
+	// err is ErrAmbiguousFraming once a head was; it stays, as the
+	// connection is then closed.
+	err error
+}
+
+// arm starts checking the next response head.
+func (c *framingConn) arm() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return
+	}
+	c.armed = true
+	c.startHead()
+}
+
+func (c *framingConn) startHead() {
+	c.line, c.status = c.line[:0], nil
+	c.contentLength, c.transferEncoding = false, false
+}
+
+// verdict returns ErrAmbiguousFraming when a head read on c was ambiguous.
+func (c *framingConn) verdict() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// Read reads from the connection and, when armed, checks what it read. By the
+// time Go's Transport has parsed a head, this has checked it.
+func (c *framingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.mu.Lock()
+		c.check(p[:n])
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+// check feeds b to the head being checked, one line at a time.
+func (c *framingConn) check(b []byte) {
+	for c.armed && len(b) > 0 {
+		end := bytes.IndexByte(b, '\n')
+		if end < 0 {
+			c.line = append(c.line, b...)
+			if len(c.line) > maxCheckedLine {
+				c.armed = false
+			}
+			return
+		}
+		c.line = append(c.line, b[:end]...)
+		b = b[end+1:]
+		// Go's Transport ends lines at a bare LF too.
+		c.endLine(bytes.TrimSuffix(c.line, []byte("\r")))
+		c.line = c.line[:0]
+	}
+}
+
+func (c *framingConn) endLine(line []byte) {
+	switch {
+	case c.status == nil:
+		c.status = append([]byte{}, line...)
+	case len(line) > 0:
+		name, _, _ := bytes.Cut(line, []byte(":"))
+		c.contentLength = c.contentLength || bytes.EqualFold(name, []byte("Content-Length"))
+		c.transferEncoding = c.transferEncoding || bytes.EqualFold(name, []byte("Transfer-Encoding"))
+	case informational(c.status):
+		// The final head follows.
+		c.startHead()
+	default:
+		c.armed = false
+		if c.contentLength && c.transferEncoding {
+			c.err = ErrAmbiguousFraming
+			// Whatever follows this head cannot be trusted to end where Go
+			// thinks it does, so nothing more is read from here.
+			c.Conn.Close()
+		}
+	}
+}
+
+// informational reports whether statusLine is that of a 1xx response other
+// than 101 Switching Protocols, after which another head comes.
+func informational(statusLine []byte) bool {
+	_, rest, _ := bytes.Cut(statusLine, []byte(" "))
+	code, _, _ := bytes.Cut(rest, []byte(" "))
+	return len(code) == 3 && code[0] == '1' && string(code) != "101"
+}
