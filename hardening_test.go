@@ -197,3 +197,28 @@ func TestConnectionCap(t *testing.T) {
 		t.Fatal("the waiting connection was not served once the first closed")
 	}
 }
+
+func TestForwardingHeadersCannotBeSpoofed(t *testing.T) {
+	t.Parallel()
+	seen := make(chan http.Header, 2)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen <- r.Header.Clone()
+	}))
+	defer backend.Close()
+	spoof := "GET /?q=a%2Fb&&x= HTTP/1.1\r\nHost: front.example\r\nX-Forwarded-For: 203.0.113.66\r\nX-Real-Ip: 203.0.113.66\r\n" +
+		"Forwarded: for=203.0.113.66\r\nConnection: close, X-Forwarded-For, X-Forwarded-Host, Forwarded\r\n\r\n"
+
+	p := startProxy(t, nil, "-e", backend.URL)
+	rawExchange(t, p.address, spoof)
+	header := <-seen
+	assert.Equal(t, "127.0.0.1", header.Get("X-Forwarded-For"), "the client's claim is replaced, and cannot strip the proxy's")
+	assert.Equal(t, "front.example", header.Get("X-Forwarded-Host"))
+	assert.Equal(t, "for=127.0.0.1;host=front.example;proto=http", header.Get("Forwarded"))
+	assert.Empty(t, header.Get("X-Real-Ip"))
+
+	trusting := startProxy(t, nil, "-e", backend.URL, "-trusted-proxies", "127.0.0.0/8")
+	rawExchange(t, trusting.address, strings.Replace(spoof, "Connection: close, X-Forwarded-For, X-Forwarded-Host, Forwarded", "Connection: close", 1))
+	header = <-seen
+	assert.Equal(t, "203.0.113.66, 127.0.0.1", header.Get("X-Forwarded-For"), "a trusted proxy's chain is extended")
+	assert.Equal(t, "for=203.0.113.66, for=127.0.0.1;host=front.example;proto=http", header.Get("Forwarded"))
+}

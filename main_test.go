@@ -93,6 +93,7 @@ func TestBadInputIsOneLineAndExitsBeforeListening(t *testing.T) {
 		{"terminal abc", []string{"-e", "http://a", "-t", "abc"}, `"abc"`},
 		{"address without port", []string{"-e", "http://a", "-address", "foo"}, `"foo"`},
 		{"address with a bad port", []string{"-e", "http://a", "-address", ":99999"}, `":99999"`},
+		{"bad trusted proxy", []string{"-e", "http://a", "-trusted-proxies", "10.0.0.0/99"}, `"10.0.0.0/99"`},
 		{"debug address without port", []string{"-e", "http://a", "-debug-address", "localhost"}, `--debug-address "localhost"`},
 		{"unknown flag", []string{"-e", "http://a", "-bogus"}, "-bogus: unknown flag"},
 		{"ambiguous prefix", []string{"-e", "http://a", "-log"}, "-log: ambiguous flag; it could be -log-date"},

@@ -494,7 +494,7 @@ func newCopyProxy(t *testing.T, upstream string) (*httptest.Server, <-chan copyR
 	t.Cleanup(transport.CloseIdleConnections)
 	results := make(chan copyResult, 8)
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		out := endpoint.Outgoing(r.Context(), r, nil, 0)
+		out := endpoint.Outgoing(r.Context(), r, nil, 0, nil)
 		resp, err := transport.RoundTrip(out)
 		outcome := &Outcome{Endpoint: endpoint, Attempt: 1, Response: resp, Err: err}
 		defer outcome.Close()
@@ -785,7 +785,7 @@ func TestCopyUpstreamCutOff(t *testing.T) {
 	t.Cleanup(transport.CloseIdleConnections)
 	endpoint := endpointAt(t, upstream.URL, 4)
 	in := httptest.NewRequest(http.MethodGet, "/cut", nil)
-	resp, err := transport.RoundTrip(endpoint.Outgoing(t.Context(), in, nil, 0))
+	resp, err := transport.RoundTrip(endpoint.Outgoing(t.Context(), in, nil, 0, nil))
 	require.NoError(t, err)
 	outcome := &Outcome{Endpoint: endpoint, Attempt: 1, Response: resp}
 	t.Cleanup(outcome.Close)

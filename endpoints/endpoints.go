@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -107,10 +106,11 @@ func (l *List) UnmarshalText(text []byte) error {
 
 // Outgoing builds the request that one attempt sends to e. The inbound request's
 // escaped path and raw query are joined under e's path prefix; headers are copied
-// without hop-by-hop ones, and X-Forwarded-For, -Host and -Proto are added. body is
+// without hop-by-hop ones, and X-Forwarded-For, -Host, -Proto and Forwarded are
+// set, extending the chains of a client in trusted (see TrustedProxies). body is
 // sent with the given length (-1 for unknown); the transport closes it. in is not
 // modified.
-func (e Endpoint) Outgoing(ctx context.Context, in *http.Request, body io.ReadCloser, length int64) *http.Request {
+func (e Endpoint) Outgoing(ctx context.Context, in *http.Request, body io.ReadCloser, length int64, trusted TrustedProxies) *http.Request {
 	target := *e.URL
 	inPath, inEscaped := in.URL.Path, in.URL.EscapedPath()
 	if !strings.HasPrefix(inEscaped, "/") {
@@ -135,7 +135,7 @@ func (e Endpoint) Outgoing(ctx context.Context, in *http.Request, body io.ReadCl
 		// Keep Go's default agent out of requests whose client sent none.
 		header["User-Agent"] = []string{""}
 	}
-	addForwarded(header, in)
+	setForwarded(header, in, trusted)
 
 	out := (&http.Request{
 		Method:        in.Method,
@@ -153,21 +153,6 @@ func (e Endpoint) Outgoing(ctx context.Context, in *http.Request, body io.ReadCl
 		out.Body, out.ContentLength = http.NoBody, 0
 	}
 	return out
-}
-
-func addForwarded(header http.Header, in *http.Request) {
-	if clientIP, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {
-		if prior := header.Values("X-Forwarded-For"); len(prior) > 0 {
-			clientIP = strings.Join(prior, ", ") + ", " + clientIP
-		}
-		header.Set("X-Forwarded-For", clientIP)
-	}
-	header.Set("X-Forwarded-Host", in.Host)
-	proto := "http"
-	if in.TLS != nil {
-		proto = "https"
-	}
-	header.Set("X-Forwarded-Proto", proto)
 }
 
 func acceptsTrailers(h http.Header) bool {

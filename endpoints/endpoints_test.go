@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/http/httptest"
 	"net/url"
 	"strings"
@@ -254,7 +255,7 @@ func TestOutgoingURL(t *testing.T) {
 			e := mustEndpoint(t, tt.endpoint)
 			configured := e.URL.String()
 			in := httptest.NewRequest(http.MethodGet, tt.target, nil)
-			out := e.Outgoing(context.Background(), in, nil, 0)
+			out := e.Outgoing(context.Background(), in, nil, 0, nil)
 			require.NotNil(t, out)
 			assert.Equal(t, tt.wantPath, out.URL.Path)
 			assert.Equal(t, tt.wantEscaped, out.URL.EscapedPath())
@@ -275,6 +276,8 @@ func TestOutgoingHeaders(t *testing.T) {
 		host       string
 		tls        bool
 		header     http.Header
+		// trusted lists the trusted proxies, comma-separated.
+		trusted string
 		// want are headers that must have exactly these values.
 		want http.Header
 		// absent are headers that must not be present at all.
@@ -294,24 +297,85 @@ func TestOutgoingHeaders(t *testing.T) {
 			},
 		},
 		{
-			name:       "forwarded for appended",
+			name:       "a client's forwarding claims replaced",
 			remoteAddr: "192.0.2.7:51234",
 			host:       "proxy.example",
-			header:     http.Header{"X-Forwarded-For": {"203.0.113.1, 198.51.100.2"}},
-			want:       http.Header{"X-Forwarded-For": {"203.0.113.1, 198.51.100.2, 192.0.2.7"}},
+			header: http.Header{
+				"X-Forwarded-For":    {"203.0.113.1, 198.51.100.2"},
+				"X-Forwarded-Host":   {"spoofed.example"},
+				"X-Forwarded-Proto":  {"https"},
+				"X-Forwarded-Port":   {"443"},
+				"X-Forwarded-Prefix": {"/admin"},
+				"Forwarded":          {"for=10.0.0.1"},
+				"X-Real-Ip":          {"10.0.0.1"},
+			},
+			want: http.Header{
+				"X-Forwarded-For":   {"192.0.2.7"},
+				"X-Forwarded-Host":  {"proxy.example"},
+				"X-Forwarded-Proto": {"http"},
+				"Forwarded":         {"for=192.0.2.7;host=proxy.example;proto=http"},
+			},
+			absent: []string{"X-Forwarded-Port", "X-Forwarded-Prefix", "X-Real-Ip"},
 		},
 		{
-			name:       "forwarded for from several lines",
+			name:       "a trusted proxy's chains extended",
 			remoteAddr: "192.0.2.7:51234",
 			host:       "proxy.example",
+			trusted:    "10.0.0.0/8,192.0.2.7",
+			header: http.Header{
+				"X-Forwarded-For":   {"203.0.113.1, 198.51.100.2"},
+				"X-Forwarded-Host":  {"api.example"},
+				"X-Forwarded-Proto": {"https"},
+				"X-Forwarded-Port":  {"443"},
+				"Forwarded":         {"for=203.0.113.1;proto=https"},
+			},
+			want: http.Header{
+				"X-Forwarded-For":   {"203.0.113.1, 198.51.100.2, 192.0.2.7"},
+				"X-Forwarded-Host":  {"api.example"},
+				"X-Forwarded-Proto": {"https"},
+				"X-Forwarded-Port":  {"443"},
+				"Forwarded":         {"for=203.0.113.1;proto=https, for=192.0.2.7;host=proxy.example;proto=http"},
+			},
+		},
+		{
+			name:       "a trusted proxy's chain from several lines",
+			remoteAddr: "192.0.2.7:51234",
+			host:       "proxy.example",
+			trusted:    "192.0.2.0/24",
 			header:     http.Header{"X-Forwarded-For": {"203.0.113.1", "198.51.100.2"}},
 			want:       http.Header{"X-Forwarded-For": {"203.0.113.1, 198.51.100.2, 192.0.2.7"}},
 		},
 		{
+			name:       "a network that does not hold the client is not trusted",
+			remoteAddr: "192.0.2.7:51234",
+			host:       "proxy.example",
+			trusted:    "192.0.3.0/24,2001:db8::/32",
+			header:     http.Header{"X-Forwarded-For": {"203.0.113.1"}},
+			want:       http.Header{"X-Forwarded-For": {"192.0.2.7"}},
+		},
+		{
+			name:       "the proxy's own headers cannot be named in Connection",
+			remoteAddr: "192.0.2.7:51234",
+			host:       "proxy.example",
+			header: http.Header{
+				"Connection": {"X-Forwarded-For, X-Forwarded-Host, X-Forwarded-Proto, Forwarded"},
+			},
+			want: http.Header{
+				"X-Forwarded-For":   {"192.0.2.7"},
+				"X-Forwarded-Host":  {"proxy.example"},
+				"X-Forwarded-Proto": {"http"},
+				"Forwarded":         {"for=192.0.2.7;host=proxy.example;proto=http"},
+			},
+			absent: []string{"Connection"},
+		},
+		{
 			name:       "ipv6 client",
 			remoteAddr: "[2001:db8::1]:443",
-			host:       "proxy.example",
-			want:       http.Header{"X-Forwarded-For": {"2001:db8::1"}},
+			host:       "proxy.example:8080",
+			want: http.Header{
+				"X-Forwarded-For": {"2001:db8::1"},
+				"Forwarded":       {`for="[2001:db8::1]";host="proxy.example:8080";proto=http`},
+			},
 		},
 		{
 			name:       "https inbound",
@@ -410,8 +474,10 @@ func TestOutgoingHeaders(t *testing.T) {
 				in.TLS = nil
 			}
 			before := in.Header.Clone()
+			trusted, err := ParseTrustedProxies(tt.trusted)
+			require.NoError(t, err)
 
-			out := e.Outgoing(context.Background(), in, nil, 0)
+			out := e.Outgoing(context.Background(), in, nil, 0, trusted)
 
 			for name, values := range tt.want {
 				got, ok := out.Header[name]
@@ -457,7 +523,7 @@ func TestOutgoingRequest(t *testing.T) {
 			e := mustEndpoint(t, "http://127.0.0.1:9000")
 			ctx := context.WithValue(context.Background(), ctxKey{}, tt.name)
 			in := httptest.NewRequest(tt.method, "/x", nil)
-			out := e.Outgoing(ctx, in, tt.body, tt.length)
+			out := e.Outgoing(ctx, in, tt.body, tt.length, nil)
 			assert.Equal(t, tt.method, out.Method)
 			assert.Equal(t, tt.name, out.Context().Value(ctxKey{}), "the attempt's context is attached")
 			assert.Equal(t, tt.wantLength, out.ContentLength)
@@ -485,7 +551,7 @@ func TestOutgoingLeavesInboundAlone(t *testing.T) {
 	wantURL := in.URL.String()
 	wantHost := in.Host
 
-	out := e.Outgoing(context.Background(), in, nil, 0)
+	out := e.Outgoing(context.Background(), in, nil, 0, nil)
 	// Writing to the outgoing header must not reach the inbound one.
 	out.Header.Set("X-Added", "1")
 
@@ -541,7 +607,9 @@ func TestOutgoingEndToEnd(t *testing.T) {
 	in.Header.Set("Te", "trailers")
 	in.Header.Set("Content-Type", "text/plain")
 
-	out := e.Outgoing(t.Context(), in, io.NopCloser(strings.NewReader("payload")), int64(len("payload")))
+	trusted, err := ParseTrustedProxies("192.0.2.0/24")
+	require.NoError(t, err)
+	out := e.Outgoing(t.Context(), in, io.NopCloser(strings.NewReader("payload")), int64(len("payload")), trusted)
 	resp, err := transport.RoundTrip(out)
 	require.NoError(t, err)
 	t.Cleanup(func() { resp.Body.Close() })
@@ -626,5 +694,28 @@ func TestRemoveHopByHop(t *testing.T) {
 			RemoveHopByHop(tt.header)
 			assert.Equal(t, tt.want, tt.header)
 		})
+	}
+}
+
+func TestParseTrustedProxies(t *testing.T) {
+	t.Parallel()
+	trusted, err := ParseTrustedProxies(" 10.0.0.0/8, 192.0.2.7 ,2001:db8::/32,10.1.2.3/8")
+	require.NoError(t, err)
+	assert.Len(t, trusted, 4)
+	for _, tt := range []struct {
+		addr string
+		want bool
+	}{
+		{"10.255.0.1", true}, {"192.0.2.7", true}, {"192.0.2.8", false},
+		{"2001:db8::5", true}, {"::ffff:10.0.0.1", true}, {"11.0.0.1", false},
+	} {
+		assert.Equal(t, tt.want, trusted.trusts(netip.MustParseAddr(tt.addr)), tt.addr)
+	}
+	empty, err := ParseTrustedProxies("")
+	require.NoError(t, err)
+	assert.Empty(t, empty)
+	for _, bad := range []string{"10.0.0.0/33", "proxy.example", "10.0.0.1,,10.0.0.2", "10.0.0"} {
+		_, err := ParseTrustedProxies(bad)
+		assert.ErrorContains(t, err, "accepted:", bad)
 	}
 }

@@ -44,7 +44,7 @@ func FuzzParse(f *testing.F) {
 			require.Equal(t, i, e.Index)
 			require.Contains(t, []string{"http", "https"}, e.URL.Scheme)
 			require.NotEmpty(t, e.URL.Hostname())
-			out := e.Outgoing(context.Background(), in, nil, 0)
+			out := e.Outgoing(context.Background(), in, nil, 0, nil)
 			assert.Equal(t, e.URL.Host, out.URL.Host)
 			assert.Equal(t, e.URL.Host, out.Host)
 			assert.True(t, strings.HasPrefix(out.URL.Path, strings.TrimSuffix(e.URL.Path, "/")), "path %q outside prefix %q", out.URL.Path, e.URL.Path)

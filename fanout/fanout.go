@@ -62,6 +62,10 @@ type Proxy struct {
 	// repeat: idempotent methods, or an Idempotency-Key header. Others get one
 	// attempt, plus fail-overs from attempts that failed before sending.
 	IdempotentOnly bool
+	// TrustedProxies are the proxies in front of this one whose forwarding
+	// headers are extended rather than replaced. If empty, every client's
+	// are replaced.
+	TrustedProxies endpoints.TrustedProxies
 	// DebugHeaders adds X-Proxy-Endpoint, X-Proxy-Attempts and, when an extra
 	// attempt was wanted but not made, X-Proxy-No-Extra-Attempt to responses.
 	DebugHeaders bool

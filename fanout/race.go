@@ -200,7 +200,7 @@ func (rc *race) launch() bool {
 	rc.launched++
 	rc.lastLaunch = time.Now()
 	body, length := rc.body.forAttempt()
-	outgoing := endpoint.Outgoing(ctx, rc.in, body, length)
+	outgoing := endpoint.Outgoing(ctx, rc.in, body, length, rc.proxy.TrustedProxies)
 	if rc.body.replayable {
 		// The client's body is already here (the server answered its Expect with
 		// 100 Continue); asking the endpoint again would only add a wait.

@@ -1,0 +1,140 @@
+package endpoints
+
+import (
+	"fmt"
+	"net/http"
+	"net/netip"
+	"strings"
+)
+
+// AcceptedTrustedProxies describes the spelling of TrustedProxies, for error
+// messages.
+const AcceptedTrustedProxies = "comma-separated IP addresses or CIDR networks (10.0.0.0/8,192.0.2.7,2001:db8::/32)"
+
+// TrustedProxies are the networks of the proxies in front of this one (load
+// balancers, CDNs). A request from one of them keeps the X-Forwarded-* and
+// Forwarded headers it carries, extended with this hop; from any other
+// client those headers are claims anyone can make, and are replaced.
+type TrustedProxies []netip.Prefix
+
+// ParseTrustedProxies parses a comma-separated list of IP addresses and CIDR
+// networks. An empty string is an empty list.
+func ParseTrustedProxies(s string) (TrustedProxies, error) {
+	var trusted TrustedProxies
+	if strings.TrimSpace(s) == "" {
+		return trusted, nil
+	}
+	for element := range strings.SplitSeq(s, ",") {
+		element = strings.TrimSpace(element)
+		prefix, err := netip.ParsePrefix(element)
+		if err != nil {
+			addr, addrErr := netip.ParseAddr(element)
+			if addrErr != nil {
+				return nil, fmt.Errorf("trusted proxy %q: not an IP address or network; accepted: %s", element, AcceptedTrustedProxies)
+			}
+			prefix = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		trusted = append(trusted, prefix.Masked())
+	}
+	return trusted, nil
+}
+
+// UnmarshalText parses a list with ParseTrustedProxies, so that
+// command-line parsers can fill TrustedProxies.
+func (t *TrustedProxies) UnmarshalText(text []byte) error {
+	parsed, err := ParseTrustedProxies(string(text))
+	if err != nil {
+		return err
+	}
+	*t = parsed
+	return nil
+}
+
+// trusts reports whether addr is in one of the networks.
+func (t TrustedProxies) trusts(addr netip.Addr) bool {
+	addr = addr.Unmap()
+	for _, prefix := range t {
+		if prefix.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// Names of the forwarding headers.
+const (
+	headerForwardedFor   = "X-Forwarded-For"
+	headerForwardedHost  = "X-Forwarded-Host"
+	headerForwardedProto = "X-Forwarded-Proto"
+	headerForwarded      = "Forwarded"
+)
+
+// setForwarded sets the headers that tell an endpoint about the client:
+// X-Forwarded-For, -Host and -Proto and Forwarded (RFC 7239). From a trusted
+// proxy the chains it sent are extended, and its -Host and -Proto kept; from
+// anyone else, every X-Forwarded-* header, Forwarded and X-Real-Ip are
+// dropped first, so that a client cannot make an endpoint believe it comes
+// from elsewhere. It runs after the hop-by-hop headers are removed, so that a
+// client cannot have the proxy's own headers removed by naming them in
+// Connection.
+func setForwarded(header http.Header, in *http.Request, trusted TrustedProxies) {
+	peer, err := netip.ParseAddrPort(in.RemoteAddr)
+	if err != nil {
+		// Not an IP connection (a test pipe): nothing is known of the client.
+		return
+	}
+	client := peer.Addr().Unmap()
+	proto := "http"
+	if in.TLS != nil {
+		proto = "https"
+	}
+	if !trusted.trusts(client) {
+		for name := range header {
+			if strings.HasPrefix(name, "X-Forwarded-") {
+				delete(header, name)
+			}
+		}
+		header.Del(headerForwarded)
+		header.Del("X-Real-Ip")
+	}
+	appendToChain(header, headerForwardedFor, client.String())
+	if header.Get(headerForwardedHost) == "" {
+		header.Set(headerForwardedHost, in.Host)
+	}
+	if header.Get(headerForwardedProto) == "" {
+		header.Set(headerForwardedProto, proto)
+	}
+	element := "for=" + forwardedValue(nodeName(client)) + ";host=" + forwardedValue(in.Host) + ";proto=" + proto
+	appendToChain(header, headerForwarded, element)
+}
+
+// appendToChain sets name to its earlier values, joined, and then value.
+func appendToChain(header http.Header, name, value string) {
+	if prior := header.Values(name); len(prior) > 0 {
+		value = strings.Join(prior, ", ") + ", " + value
+	}
+	header.Set(name, value)
+}
+
+// nodeName is an address as Forwarded writes it: IPv6 in brackets.
+func nodeName(addr netip.Addr) string {
+	if addr.Is6() {
+		return "[" + addr.String() + "]"
+	}
+	return addr.String()
+}
+
+// forwardedValue quotes v as RFC 7239 wants unless it is a token.
+func forwardedValue(v string) string {
+	for _, c := range v {
+		if !isTokenChar(c) {
+			return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(v) + `"`
+		}
+	}
+	return v
+}
+
+// isTokenChar reports whether c may appear in an HTTP token (RFC 9110).
+func isTokenChar(c rune) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("!#$%&'*+-.^_`|~", c)
+}
