@@ -5,12 +5,14 @@
 package endpointresponse
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"balancing-reverse-proxy/endpoints"
@@ -33,6 +35,9 @@ type Outcome struct {
 	Err error
 	// Elapsed is the time from the attempt's start to its headers or failure.
 	Elapsed time.Duration
+	// Cancel, if not nil, cancels the attempt: Copy calls it to cut off a
+	// body that stalls longer than its idle time-out.
+	Cancel context.CancelFunc
 	// NotSent is true when the attempt failed before any of its request was
 	// written to a connection, so the endpoint cannot have acted on it. It is
 	// only tracked when the sender asked for it.
@@ -59,6 +64,10 @@ func (o *Outcome) Close() {
 	}
 }
 
+// ErrResponseIdle is the failure of a response body that sent nothing for
+// longer than the idle time-out given to Copy.
+var ErrResponseIdle = errors.New("the endpoint sent no body bytes within the response idle time-out")
+
 // ErrClientWrite wraps failures to write to the client, to tell them from
 // failures to read from the endpoint.
 var ErrClientWrite = errors.New("writing to the client")
@@ -67,10 +76,11 @@ var ErrClientWrite = errors.New("writing to the client")
 // flushed at once so a slow body does not hold them back; the body as it arrives
 // (flushed write by write when its length is unknown, as with Server-Sent Events);
 // and the trailers. If the body breaks off, what arrived is flushed before the
-// error returns. It returns the body bytes written. An error
-// comes after the status was written, so the caller can only abort the exchange.
-// Copy does not close the body; Close does.
-func (o *Outcome) Copy(w http.ResponseWriter) (int64, error) {
+// error returns; a body that sends nothing for idleTimeout (if positive, and
+// if o.Cancel is set) is cut off with ErrResponseIdle. It returns the body
+// bytes written. An error comes after the status was written, so the caller
+// can only abort the exchange. Copy does not close the body; Close does.
+func (o *Outcome) Copy(w http.ResponseWriter, idleTimeout time.Duration) (int64, error) {
 	resp := o.Response
 	endpoints.RemoveHopByHop(resp.Header)
 	header := w.Header()
@@ -89,7 +99,13 @@ func (o *Outcome) Copy(w http.ResponseWriter) (int64, error) {
 		return 0, err
 	}
 
-	written, err := copyBody(w, controller, resp.Body, streams(resp))
+	body := resp.Body
+	if idleTimeout > 0 && o.Cancel != nil {
+		watched := &idleWatch{body: body, timeout: idleTimeout, cancel: o.Cancel}
+		defer watched.stop()
+		body = watched
+	}
+	written, err := copyBody(w, controller, body, streams(resp))
 	if err != nil && !errors.Is(err, ErrClientWrite) {
 		return written, fmt.Errorf("endpoint %d: %w", o.Endpoint.Index, err)
 	}
@@ -145,4 +161,44 @@ func flush(controller *http.ResponseController) error {
 		return fmt.Errorf("%w: %w", ErrClientWrite, err)
 	}
 	return nil
+}
+
+// idleWatch cuts a body off when one of its reads waits longer than timeout.
+// Only the waits for the endpoint count: a slow client is not the endpoint's
+// stall.
+type idleWatch struct {
+	body    io.ReadCloser
+	timeout time.Duration
+	cancel  context.CancelFunc
+	timer   *time.Timer
+	fired   atomic.Bool
+}
+
+func (w *idleWatch) Read(p []byte) (int, error) {
+	if w.timer == nil {
+		w.timer = time.AfterFunc(w.timeout, w.cut)
+	} else {
+		w.timer.Reset(w.timeout)
+	}
+	n, err := w.body.Read(p)
+	w.timer.Stop()
+	if err != nil && w.fired.Load() {
+		err = fmt.Errorf("%w (%s): %w", ErrResponseIdle, w.timeout, err)
+	}
+	return n, err
+}
+
+func (w *idleWatch) Close() error {
+	return w.body.Close()
+}
+
+func (w *idleWatch) cut() {
+	w.fired.Store(true)
+	w.cancel()
+}
+
+func (w *idleWatch) stop() {
+	if w.timer != nil {
+		w.timer.Stop()
+	}
 }

@@ -366,7 +366,7 @@ func TestCopyToRecorder(t *testing.T) {
 			outcome := &Outcome{Endpoint: endpointAt(t, "http://127.0.0.1:9", 2), Attempt: 1, Response: resp}
 
 			rec := &eventRecorder{ResponseRecorder: httptest.NewRecorder()}
-			n, err := outcome.Copy(rec)
+			n, err := outcome.Copy(rec, 0)
 			require.NoError(t, err)
 			assert.Equal(t, int64(len(tt.body)), n)
 			assert.Zero(t, body.closes.Load(), "Copy leaves closing to Close")
@@ -464,7 +464,7 @@ func TestCopyErrors(t *testing.T) {
 				Trailer:       http.Header{"X-Checksum": {"never"}},
 			}
 			outcome := &Outcome{Endpoint: endpointAt(t, "http://127.0.0.1:9", 3), Attempt: 2, Response: resp}
-			n, err := outcome.Copy(tt.writer)
+			n, err := outcome.Copy(tt.writer, 0)
 			require.Error(t, err)
 			assert.Equal(t, tt.wantWritten, n)
 			assert.Equal(t, http.StatusOK, tt.writer.status, "the status went out before the body")
@@ -503,7 +503,7 @@ func newCopyProxy(t *testing.T, upstream string) (*httptest.Server, <-chan copyR
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
 		}
-		n, err := outcome.Copy(w)
+		n, err := outcome.Copy(w, 0)
 		results <- copyResult{written: n, err: err}
 		if err != nil {
 			panic(http.ErrAbortHandler)
@@ -791,7 +791,7 @@ func TestCopyUpstreamCutOff(t *testing.T) {
 	t.Cleanup(outcome.Close)
 
 	rec := httptest.NewRecorder()
-	n, err := outcome.Copy(rec)
+	n, err := outcome.Copy(rec, 0)
 	require.Error(t, err)
 	assert.Equal(t, int64(10), n)
 	assert.Equal(t, "only ten b", rec.Body.String())

@@ -52,6 +52,10 @@ type Proxy struct {
 	// TryTimeout bounds each attempt's wait for its response headers, from its
 	// start. If zero, there is no bound.
 	TryTimeout time.Duration
+	// ResponseIdleTimeout bounds each wait for the winner's next body bytes;
+	// a body that stalls longer is cut off and the client's connection
+	// aborted. If zero, there is no bound.
+	ResponseIdleTimeout time.Duration
 	// MaxAttempts caps the attempts of one request. If zero, each endpoint
 	// may be tried once.
 	MaxAttempts int
@@ -144,7 +148,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	summary.endpoint = chosen.Endpoint.Index
 	summary.status = chosen.Status()
 	summary.terminal = ended == terminalAnswer
-	summary.bytes, err = chosen.Copy(w)
+	summary.bytes, err = chosen.Copy(w, p.ResponseIdleTimeout)
 	if err != nil {
 		summary.err = err
 		if clientLeft(r, err) {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"balancing-reverse-proxy/endpointresponse"
 	"balancing-reverse-proxy/endpoints"
 	"balancing-reverse-proxy/terminal"
 )
@@ -776,4 +778,45 @@ func TestClientLeavingDuringItsUploadIsLoggedAsSuch(t *testing.T) {
 	assert.Contains(t, logs.String(), `"status":499`)
 	assert.Contains(t, logs.String(), `"message":"client went away"`)
 	assert.Equal(t, int32(0), upstream.hits.Load(), "a cut-short body is not sent on")
+}
+
+func TestWinnerStallingMidBodyIsCutAfterTheIdleTimeout(t *testing.T) {
+	t.Parallel()
+	cancelled := make(chan struct{}, 1)
+	upstream := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1000")
+		_, _ = io.WriteString(w, "part")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+		cancelled <- struct{}{}
+	})
+	proxy, logs, served := newLoggedProxy(t, Serial(), []string{upstream.srv.URL}, func(p *Proxy) {
+		p.ResponseIdleTimeout = 50 * time.Millisecond
+	})
+	resp, err := client(t).Get(proxy.URL + "/")
+	require.NoError(t, err, "the headers arrive before the stall")
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Error(t, err, "a cut body must not look complete")
+	assert.Equal(t, "part", string(body))
+	waitFor(t, cancelled, "the stalled endpoint's cancellation")
+	waitFor(t, served, "the request's end")
+	assert.Contains(t, logs.String(), endpointresponse.ErrResponseIdle.Error())
+	assert.Contains(t, logs.String(), `"message":"response aborted"`)
+}
+
+func TestSlowButSteadyBodyIsNotCut(t *testing.T) {
+	t.Parallel()
+	upstream := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		for i := range 6 {
+			fmt.Fprintf(w, "event %d\n", i)
+			w.(http.Flusher).Flush()
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	// Each pause is well under the idle time-out, the whole body well over.
+	proxy := newProxy(t, Serial(), []string{upstream.srv.URL}, func(p *Proxy) { p.ResponseIdleTimeout = 400 * time.Millisecond })
+	resp, body := get(t, proxy.URL+"/")
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Equal(t, "event 0\nevent 1\nevent 2\nevent 3\nevent 4\nevent 5\n", body)
 }

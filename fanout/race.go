@@ -279,7 +279,7 @@ func (p *Proxy) attempt(outgoing *http.Request, cancel context.CancelFunc, endpo
 		}
 		err = fmt.Errorf("%w of %s", errTryTimeout, p.TryTimeout)
 	}
-	outcome := &endpointresponse.Outcome{Endpoint: endpoint, Attempt: number, Elapsed: time.Since(start)}
+	outcome := &endpointresponse.Outcome{Endpoint: endpoint, Attempt: number, Elapsed: time.Since(start), Cancel: cancel}
 	if err != nil {
 		outcome.Err = fmt.Errorf("endpoint %d (%s): %w", endpoint.Index, endpoint, err)
 		outcome.NotSent = traceSend && !wrote.Load()
