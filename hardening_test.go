@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -221,4 +222,52 @@ func TestForwardingHeadersCannotBeSpoofed(t *testing.T) {
 	header = <-seen
 	assert.Equal(t, "203.0.113.66, 127.0.0.1", header.Get("X-Forwarded-For"), "a trusted proxy's chain is extended")
 	assert.Equal(t, "for=203.0.113.66, for=127.0.0.1;host=front.example;proto=http", header.Get("Forwarded"))
+}
+
+func TestTunnelThroughTheProxyEndsWhenItStops(t *testing.T) {
+	t.Parallel()
+	backendDone := make(chan struct{}, 1)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, rw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_, _ = io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+		_, _ = io.Copy(conn, rw)
+		backendDone <- struct{}{}
+	}))
+	defer backend.Close()
+	p := startProxy(t, nil, "-e", backend.URL, "-shutdown-timeout", "30s")
+
+	conn, err := net.Dial("tcp", p.address)
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.SetDeadline(time.Now().Add(hangGuard)))
+	_, err = io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+	require.NoError(t, err)
+	reader := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(reader, nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+	// Bytes that the request checks would refuse pass through a tunnel.
+	frame := "X: 1\r\n folded\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+	_, err = io.WriteString(conn, frame)
+	require.NoError(t, err)
+	echoed := make([]byte, len(frame))
+	_, err = io.ReadFull(reader, echoed)
+	require.NoError(t, err)
+	assert.Equal(t, frame, string(echoed))
+
+	// Stopping the proxy tears the tunnel down at once, not after the drain.
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	_, err = io.ReadAll(reader)
+	require.NoError(t, err, "the client's side of the tunnel is closed")
+	select {
+	case <-backendDone:
+	case <-time.After(hangGuard):
+		t.Fatal("the endpoint's side of the tunnel was not closed")
+	}
+	code, _ := p.wait(t)
+	assert.Equal(t, 0, code)
 }

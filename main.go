@@ -315,6 +315,9 @@ func (c *CLI) serve(ctx context.Context, releaseSignals func()) error {
 		ErrorLog:          stdlog.New(logger.With().Str("source", "http.Server").Logger(), "", 0),
 	}
 
+	// Upgraded connections are the handlers'; Shutdown does not wait for them.
+	server.RegisterOnShutdown(proxy.CloseTunnels)
+
 	tcpListener, err := net.Listen("tcp", c.Address)
 	if err != nil {
 		return fmt.Errorf("--address %q: %w", c.Address, err)

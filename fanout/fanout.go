@@ -70,6 +70,8 @@ type Proxy struct {
 	// headers are extended rather than replaced. If empty, every client's
 	// are replaced.
 	TrustedProxies endpoints.TrustedProxies
+	// tunnels are the open upgraded connections, closed by CloseTunnels.
+	tunnels tunnels
 	// DebugHeaders adds X-Proxy-Endpoint, X-Proxy-Attempts and, when an extra
 	// attempt was wanted but not made, X-Proxy-No-Extra-Attempt to responses.
 	DebugHeaders bool
@@ -120,7 +122,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.Budget.Deposit()
 	}
 
-	race := newRace(p, r, body, log)
+	protocol := upgradeProtocol(r)
+	race := newRace(p, r, body, protocol, log)
 	defer race.finish()
 	chosen, ended := race.run()
 	summary.attempts = race.launched
@@ -148,6 +151,23 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	summary.endpoint = chosen.Endpoint.Index
 	summary.status = chosen.Status()
 	summary.terminal = ended == terminalAnswer
+	if protocol != "" && chosen.Status() == http.StatusSwitchingProtocols {
+		var hijacked bool
+		summary.bytes, hijacked, err = p.tunnel(w, chosen, protocol)
+		summary.tunnelled, summary.err = err == nil, err
+		switch {
+		case errors.Is(err, errStopping) && !hijacked:
+			summary.status = http.StatusServiceUnavailable
+			http.Error(w, "503 Service Unavailable: the proxy is stopping", summary.status)
+		case err != nil && !hijacked:
+			summary.status = http.StatusBadGateway
+			http.Error(w, "502 Bad Gateway: the endpoint did not switch protocols", summary.status)
+		case err != nil:
+			// The connection is the handler's and closed; nothing can be sent.
+			summary.status = statusClientClosedRequest
+		}
+		return
+	}
 	summary.bytes, err = chosen.Copy(w, p.ResponseIdleTimeout)
 	if err != nil {
 		summary.err = err

@@ -25,8 +25,12 @@ const requestIDHeader = "X-Request-Id"
 // race is the state of one request's attempts.
 type race struct {
 	proxy *Proxy
-	in    *http.Request
-	body  *requestBody
+	// schedule is the proxy's, or serial for an upgrade.
+	schedule Schedule
+	// protocol is the protocol the request upgrades to, or "".
+	protocol string
+	in       *http.Request
+	body     *requestBody
 	// plan is the endpoints this request may try, in order; next is the
 	// first not tried yet.
 	plan        endpoints.List
@@ -56,15 +60,24 @@ type race struct {
 	log      *zerolog.Logger
 }
 
-func newRace(p *Proxy, in *http.Request, body *requestBody, log *zerolog.Logger) *race {
+// newRace prepares in's attempts. protocol, if not empty, is the protocol in
+// asks to upgrade its connection to: its attempts go one after another (a
+// tunnel joins one endpoint) and carry the upgrade.
+func newRace(p *Proxy, in *http.Request, body *requestBody, protocol string, log *zerolog.Logger) *race {
 	plan := p.Endpoints.Plan()
 	maxAttempts := len(plan)
 	if p.MaxAttempts > 0 {
 		maxAttempts = min(maxAttempts, p.MaxAttempts)
 	}
+	schedule := p.Schedule
+	if protocol != "" {
+		schedule = Serial()
+	}
 	return &race{
 		log:         log,
 		proxy:       p,
+		schedule:    schedule,
+		protocol:    protocol,
 		in:          in,
 		body:        body,
 		plan:        plan,
@@ -101,7 +114,7 @@ func (rc *race) runUntilDecided() (*endpointresponse.Outcome, raceOutcome) {
 	}()
 	for pending := 1; pending > 0; {
 		var hedge <-chan time.Time
-		if wait, ok := rc.proxy.Schedule.wait(); ok && rc.hasRoom() && !rc.scheduleRefused {
+		if wait, ok := rc.schedule.wait(); ok && rc.hasRoom() && !rc.scheduleRefused {
 			wait -= time.Since(rc.lastLaunch)
 			if wait <= 0 {
 				if rc.extend(nil) {
@@ -121,7 +134,7 @@ func (rc *race) runUntilDecided() (*endpointresponse.Outcome, raceOutcome) {
 			pending--
 			logAttempt(rc.log, outcome)
 			rc.report(outcome)
-			if outcome.Err == nil && rc.proxy.Terminal.Contains(outcome.Status()) {
+			if rc.isTerminal(outcome) {
 				return outcome, terminalAnswer
 			}
 			rc.recordFailure(outcome)
@@ -139,6 +152,14 @@ func (rc *race) runUntilDecided() (*endpointresponse.Outcome, raceOutcome) {
 		}
 	}
 	return rc.chooseFallback(allFailed)
+}
+
+// isTerminal reports whether outcome ends the request: a terminal status,
+// or the switch an upgrade asked for, whatever the terminal statuses are.
+func (rc *race) isTerminal(outcome *endpointresponse.Outcome) bool {
+	status := outcome.Status()
+	return outcome.Err == nil && (rc.proxy.Terminal.Contains(status) ||
+		(rc.protocol != "" && status == http.StatusSwitchingProtocols))
 }
 
 // hasRoom reports whether the request could still get another attempt.
@@ -205,6 +226,12 @@ func (rc *race) launch() bool {
 		// The client's body is already here (the server answered its Expect with
 		// 100 Continue); asking the endpoint again would only add a wait.
 		outgoing.Header.Del("Expect")
+	}
+	if rc.protocol != "" {
+		// Hop-by-hop, so dropped from the copy, but this hop is the one that
+		// upgrades.
+		outgoing.Header.Set("Connection", "Upgrade")
+		outgoing.Header.Set("Upgrade", rc.protocol)
 	}
 	// The attempt number and one request id let endpoints recognise copies.
 	outgoing.Header.Set(AttemptHeader, strconv.Itoa(number))
@@ -300,7 +327,7 @@ func (rc *race) report(outcome *endpointresponse.Outcome) {
 		if pause, ok := retryAfter(outcome.Response, time.Now()); ok {
 			pool.Pause(endpoint, pause)
 		}
-		if rc.proxy.Terminal.Contains(outcome.Status()) {
+		if rc.isTerminal(outcome) {
 			pool.Answered(endpoint, outcome.Elapsed)
 			rc.proxy.Schedule.observe(outcome.Elapsed)
 			return

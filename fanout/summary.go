@@ -17,6 +17,9 @@ type summary struct {
 	// through for want of a better one.
 	terminal     bool
 	streamedBody bool
+	// tunnelled is true when the connection was upgraded and joined to the
+	// endpoint's; bytes then counts both ways.
+	tunnelled bool
 	// aborted is true when the endpoint's body broke off after the status
 	// was sent.
 	aborted bool
@@ -36,6 +39,8 @@ func (s *summary) log(log *zerolog.Logger, r *http.Request, elapsed time.Duratio
 		event, message = log.Info(), "client went away"
 	case s.aborted:
 		event, message = log.Warn(), "response aborted"
+	case s.tunnelled:
+		event, message = log.Info(), "tunnel closed"
 	case s.endpoint >= 0 && s.terminal:
 		event, message = log.Info(), "request served"
 	case s.endpoint >= 0:
