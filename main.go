@@ -61,6 +61,7 @@ type CLI struct {
 	TryTimeout          time.Duration            `default:"10s" help:"How long one attempt may wait for its response headers before it counts as failed (0: no limit)."`
 	ResponseIdleTimeout time.Duration            `default:"60s" help:"How long the winning endpoint may pause in the middle of its response body before the response is cut off (0: no limit). Streams (Server-Sent Events) must send something more often."`
 	MaxBodyBuffer       byteSize                 `default:"8MiB" help:"Largest request body held in memory so every attempt can send it (bytes, or with KiB, MiB, GiB). A larger body is streamed to the first endpoint only."`
+	MaxReplayMemory     byteSize                 `default:"256MiB" help:"Most memory held by request bodies kept for replay, all requests together; a request whose body does not fit gets 503 (0: no cap)."`
 	StopAfter           time.Duration            `original:"" short:"s" help:"Stop (gracefully, exit 0) after this long; 0 runs until SIGINT or SIGTERM."`
 	ShutdownTimeout     time.Duration            `default:"10s" help:"On stop, how long in-flight requests may take to finish."`
 	ReadHeaderTimeout   time.Duration            `default:"10s" help:"How long a client may take to send its request headers."`

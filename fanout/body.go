@@ -2,9 +2,39 @@ package fanout
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net/http"
+	"sync/atomic"
 )
+
+// errReplayMemoryFull is the failure of a request whose body would take the
+// bytes held for replay, all requests together, over Proxy.MaxReplayMemory.
+var errReplayMemoryFull = errors.New("the request bodies held for replay are at --max-replay-memory")
+
+// replayStep is how much more of the replay memory a body of unknown length
+// reserves each time it outgrows what it has.
+const replayStep = 32 << 10
+
+// replayMemory counts the request body bytes held in memory for replay by all
+// requests, against a cap, so that many large uploads at once cannot run the
+// proxy out of memory.
+type replayMemory struct {
+	held atomic.Int64
+}
+
+// reserve takes n bytes of the cap (none if the cap is zero or less) and
+// reports whether they fitted.
+func (m *replayMemory) reserve(n, limit int64) bool {
+	if limit <= 0 {
+		return true
+	}
+	if m.held.Add(n) > limit {
+		m.held.Add(-n)
+		return false
+	}
+	return true
+}
 
 // requestBody is the inbound request body, captured once so that every attempt
 // can send it. A body up to the buffer cap is held in memory and replayed; a
@@ -15,32 +45,68 @@ type requestBody struct {
 	length     int64
 	trailer    http.Header
 	replayable bool
+	// reserved is what the body holds of the replay memory; release gives it
+	// back.
+	reserved int64
+	memory   *replayMemory
 }
 
-// captureBody reads r's body into memory when it fits in limit bytes. A larger
-// body is left to stream: what was already read is put back in front of the rest.
-func captureBody(r *http.Request, limit int64) (*requestBody, error) {
+// captureBody reads r's body into memory when it fits in limit bytes, holding
+// its bytes in memory's count up to memoryLimit; it fails with
+// errReplayMemoryFull when they do not fit. A larger body is left to stream:
+// what was already read is put back in front of the rest. The caller releases
+// the body once no attempt reads it any more.
+func captureBody(r *http.Request, limit int64, memory *replayMemory, memoryLimit int64) (*requestBody, error) {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return &requestBody{replayable: true}, nil
 	}
 	if r.ContentLength > limit {
 		return &requestBody{stream: r.Body, length: r.ContentLength, trailer: r.Trailer}, nil
 	}
-	var buf bytes.Buffer
+	body := &requestBody{trailer: r.Trailer, memory: memory}
+	// A body of known length reserves it at once; one of unknown length by
+	// steps, as it arrives, up to one byte over limit (which tells it is over).
+	room := limit + 1
 	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
+		room = r.ContentLength
 	}
-	if _, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1)); err != nil {
-		return nil, err
+	var buf bytes.Buffer
+	for int64(buf.Len()) < room {
+		if want := min(int64(buf.Len())+replayStep, room); want > body.reserved {
+			if !memory.reserve(want-body.reserved, memoryLimit) {
+				body.release()
+				return nil, errReplayMemoryFull
+			}
+			body.reserved = want
+			buf.Grow(int(want) - buf.Len())
+		}
+		n, err := buf.ReadFrom(io.LimitReader(r.Body, body.reserved-int64(buf.Len())))
+		if err != nil {
+			body.release()
+			return nil, err
+		}
+		if n == 0 {
+			break
+		}
 	}
 	if int64(buf.Len()) > limit {
-		stream := struct {
+		body.stream = struct {
 			io.Reader
 			io.Closer
 		}{io.MultiReader(&buf, r.Body), r.Body}
-		return &requestBody{stream: stream, length: -1, trailer: r.Trailer}, nil
+		body.length = -1
+		return body, nil
 	}
-	return &requestBody{buffered: buf.Bytes(), length: int64(buf.Len()), trailer: r.Trailer, replayable: true}, nil
+	body.buffered, body.length, body.replayable = buf.Bytes(), int64(buf.Len()), true
+	return body, nil
+}
+
+// release gives the body's bytes back to the replay memory.
+func (b *requestBody) release() {
+	if b.reserved > 0 {
+		b.memory.held.Add(-b.reserved)
+		b.reserved = 0
+	}
 }
 
 // forAttempt returns a reader for one attempt and the length to announce (-1 for

@@ -45,6 +45,12 @@ type Proxy struct {
 	// that every attempt can send it. A larger body is streamed to the first
 	// endpoint only, and the request gets no other attempt.
 	MaxBodyBuffer int64
+	// MaxReplayMemory caps the bytes of request bodies held in memory for
+	// replay, all requests together; a request whose body does not fit gets
+	// 503. If zero, there is no cap.
+	MaxReplayMemory int64
+	// replayMemory counts those bytes.
+	replayMemory replayMemory
 	// Timeout bounds the wait for a terminal answer's headers, all attempts
 	// together; the body then streams for as long as it flows. If zero, there
 	// is no bound.
@@ -102,7 +108,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	summary := &summary{endpoint: -1}
 	defer func() { summary.log(log, r, time.Since(start)) }()
 
-	body, err := captureBody(r, p.MaxBodyBuffer)
+	body, err := captureBody(r, p.MaxBodyBuffer, &p.replayMemory, p.MaxReplayMemory)
+	if errors.Is(err, errReplayMemoryFull) {
+		summary.status, summary.err = http.StatusServiceUnavailable, err
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "503 Service Unavailable: too many request bodies held at once; try again", summary.status)
+		return
+	}
 	if err != nil {
 		summary.err = fmt.Errorf("reading the request body: %w", err)
 		// A body that failed for its size or pace also ends the request's
@@ -117,6 +129,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("%d %s: the request body could not be read", summary.status, http.StatusText(summary.status)), summary.status)
 		return
 	}
+	// Registered before the race's finish, so it runs after it.
+	defer body.release()
 	summary.streamedBody = !body.replayable
 	if p.Budget != nil {
 		p.Budget.Deposit()

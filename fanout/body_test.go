@@ -1,0 +1,92 @@
+package fanout
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestCaptureBodyHoldsReplayMemory(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name          string
+		body          string
+		contentLength int64
+		limit         int64
+		wantReplay    bool
+	}{
+		{name: "known length", body: strings.Repeat("k", 40_000), contentLength: 40_000, limit: 64 << 10, wantReplay: true},
+		{name: "unknown length, several steps", body: strings.Repeat("u", 100_000), contentLength: -1, limit: 128 << 10, wantReplay: true},
+		{name: "unknown length over the buffer", body: strings.Repeat("o", 100_000), contentLength: -1, limit: 50_000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(tt.body))
+			r.ContentLength = tt.contentLength
+			var memory replayMemory
+			body, err := captureBody(r, tt.limit, &memory, 1<<20)
+			require.NoError(t, err)
+			assert.Equal(t, tt.wantReplay, body.replayable)
+			assert.Positive(t, memory.held.Load(), "the bytes held are counted")
+			assert.LessOrEqual(t, memory.held.Load(), tt.limit+1)
+			reader, _ := body.forAttempt()
+			got, err := io.ReadAll(reader)
+			require.NoError(t, err)
+			assert.Equal(t, tt.body, string(got), "the body is whole, in order")
+			body.release()
+			assert.Zero(t, memory.held.Load(), "release gives every byte back")
+		})
+	}
+}
+
+func TestCaptureBodyRefusesWhenReplayMemoryIsFull(t *testing.T) {
+	t.Parallel()
+	var memory replayMemory
+	first, err := captureBody(httptest.NewRequest(http.MethodPost, "/", strings.NewReader(strings.Repeat("a", 80))), 100, &memory, 100)
+	require.NoError(t, err)
+	for _, contentLength := range []int64{50, -1} {
+		r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(strings.Repeat("b", 50)))
+		r.ContentLength = contentLength
+		_, err = captureBody(r, 100, &memory, 100)
+		assert.ErrorIs(t, err, errReplayMemoryFull, "length %d", contentLength)
+		assert.Equal(t, int64(80), memory.held.Load(), "a refused body holds nothing")
+	}
+	first.release()
+	second, err := captureBody(httptest.NewRequest(http.MethodPost, "/", strings.NewReader(strings.Repeat("b", 50))), 100, &memory, 100)
+	require.NoError(t, err, "released memory is free again")
+	second.release()
+}
+
+func TestReplayMemoryFullGets503(t *testing.T) {
+	t.Parallel()
+	entered, release := make(chan struct{}, 2), make(chan struct{})
+	upstream := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+	})
+	proxy := newProxy(t, Serial(), []string{upstream.srv.URL}, func(p *Proxy) {
+		p.MaxBodyBuffer, p.MaxReplayMemory = 100, 100
+	})
+	held := make(chan int, 1)
+	go func() {
+		resp, _ := do(t, http.MethodPost, proxy.URL+"/", strings.NewReader(strings.Repeat("a", 80)))
+		held <- resp.StatusCode
+	}()
+	waitFor(t, entered, "the first request to reach the endpoint")
+
+	resp, body := do(t, http.MethodPost, proxy.URL+"/", strings.NewReader(strings.Repeat("b", 50)))
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, body)
+	assert.Equal(t, "1", resp.Header.Get("Retry-After"))
+	assert.Equal(t, int32(1), upstream.hits.Load(), "the refused request reached no endpoint")
+
+	close(release)
+	assert.Equal(t, http.StatusOK, <-held)
+	resp, _ = do(t, http.MethodPost, proxy.URL+"/", strings.NewReader(strings.Repeat("c", 50)))
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "the memory is given back when a request ends")
+}
