@@ -23,7 +23,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -68,6 +70,77 @@ type config struct {
 	tailRate        float64       // in [0, 1]
 	bodySize        int64         // if positive, the body is that many filler bytes
 	name            string        // X-Dummy-Name header and hello text
+	faults          []fault       // the faults -fault-rate draws from; no repeats
+	faultRate       float64       // share of responses per fault in faults, in [0, 1]
+	faultStall      time.Duration // how long stall-after-headers waits before the body
+}
+
+// fault is a way of answering wrongly that a request can get instead of its
+// answer: drawn per request from -faults at -fault-rate each, or asked for
+// with ?fault=.
+type fault string
+
+// The faults, named as -faults and ?fault= spell them.
+const (
+	faultNone              fault = ""
+	faultReset             fault = "reset"               // the connection reset before any answer
+	faultHang              fault = "hang"                // no answer until the client goes away
+	faultJunk              fault = "junk"                // bytes that are not a status line, then close
+	faultBadStatus         fault = "bad-status"          // an invalid status line, then close
+	faultEarlyHintsClose   fault = "early-hints-close"   // only "103 Early Hints", then close
+	faultDupLength         fault = "dup-length"          // two different Content-Length headers
+	faultMidBodyClose      fault = "mid-body-close"      // half the promised body, then close
+	faultStallAfterHeaders fault = "stall-after-headers" // headers, -fault-stall, then the body
+)
+
+// allFaults lists every fault, in the order "-faults all" draws them. It is
+// never written to.
+var allFaults = []fault{
+	faultReset, faultHang, faultJunk, faultBadStatus, faultEarlyHintsClose,
+	faultDupLength, faultMidBodyClose, faultStallAfterHeaders,
+}
+
+// faultNames is the list of fault names for usage and error messages.
+func faultNames() string {
+	names := make([]string, len(allFaults))
+	for i, f := range allFaults {
+		names[i] = string(f)
+	}
+	return strings.Join(names, ", ")
+}
+
+// parseFault returns the fault called name, or false.
+func parseFault(name string) (fault, bool) {
+	for _, f := range allFaults {
+		if string(f) == name {
+			return f, true
+		}
+	}
+	return faultNone, false
+}
+
+// parseFaults reads the -faults list: comma-separated fault names, or all.
+// An empty list is no fault. Errors are one line naming the bad value.
+func parseFaults(list string) ([]fault, error) {
+	if strings.TrimSpace(list) == "" {
+		return nil, nil
+	}
+	if strings.TrimSpace(list) == "all" {
+		return slices.Clone(allFaults), nil
+	}
+	var faults []fault
+	for name := range strings.SplitSeq(list, ",") {
+		name = strings.TrimSpace(name)
+		f, ok := parseFault(name)
+		if !ok {
+			return nil, fmt.Errorf("-faults %q: unknown fault %q; want a comma-separated list of %s, or all", list, name, faultNames())
+		}
+		if slices.Contains(faults, f) {
+			return nil, fmt.Errorf("-faults %q: %q is listed twice; want each fault once", list, name)
+		}
+		faults = append(faults, f)
+	}
+	return faults, nil
 }
 
 func main() {
@@ -127,11 +200,14 @@ func parseFlags(args []string, usage io.Writer) (config, error) {
 	fs.Float64Var(&cfg.tailRate, "tail-rate", 0, "share of responses, from 0 to 1, that get -tail-delay extra")
 	fs.Int64Var(&cfg.bodySize, "body-size", 0, "if positive, the body is exactly this many `bytes` of filler instead of the hello text and the echoed request body")
 	fs.StringVar(&cfg.name, "name", "", "`name` sent in the X-Dummy-Name header and the body (default \"dummy-\" and the port of -address)")
+	faultList := fs.String("faults", "", "comma-separated `faults` that -fault-rate draws from, or all: "+faultNames())
+	fs.Float64Var(&cfg.faultRate, "fault-rate", 0, "share of responses, from 0 to 1, that get each fault of -faults instead of their answer")
+	fs.DurationVar(&cfg.faultStall, "fault-stall", 10*time.Second, "how long stall-after-headers waits between the headers and the body")
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintf(usage, "Usage: dummy-http-server [flags]\n\n"+
-				"A test backend. Per request, ?status=CODE and ?delay=DURATION override the flags.\n\nFlags:\n")
+				"A test backend. Per request, ?status=CODE, ?delay=DURATION and ?fault=NAME (or none) override the flags.\n\nFlags:\n")
 			fs.SetOutput(usage)
 			fs.PrintDefaults()
 			return config{}, err
@@ -141,6 +217,12 @@ func parseFlags(args []string, usage io.Writer) (config, error) {
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected argument %q: only flags are accepted", fs.Arg(0))
 	}
+
+	faults, err := parseFaults(*faultList)
+	if err != nil {
+		return config{}, err
+	}
+	cfg.faults = faults
 
 	nameSet := false
 	fs.Visit(func(f *flag.Flag) { nameSet = nameSet || f.Name == "name" })
@@ -169,6 +251,7 @@ func (c config) validate() error {
 		{"-max-delay", c.maxDelay},
 		{"-delay", c.delay},
 		{"-tail-delay", c.tailDelay},
+		{"-fault-stall", c.faultStall},
 	}
 	for _, d := range durations {
 		if d.value < 0 {
@@ -181,6 +264,7 @@ func (c config) validate() error {
 	}{
 		{"-error-rate", c.errorRate},
 		{"-tail-rate", c.tailRate},
+		{"-fault-rate", c.faultRate},
 	}
 	for _, r := range rates {
 		// Written so that NaN fails too.
@@ -199,6 +283,14 @@ func (c config) validate() error {
 		if s.value < minStatus || s.value > maxStatus {
 			return fmt.Errorf("%s %d: want a status from %d to %d", s.flag, s.value, minStatus, maxStatus)
 		}
+	}
+	if c.faultRate > 0 && len(c.faults) == 0 {
+		return fmt.Errorf("-fault-rate %v without -faults: want -faults naming the faults to inject (%s, or all)", c.faultRate, faultNames())
+	}
+	// Each fault gets its own slice of the draw, so together they must fit.
+	if total := c.faultRate * float64(len(c.faults)); total > 1 {
+		return fmt.Errorf("-fault-rate %v for %d -faults is a share of %v: want at most %v, so that the faults add up to 1 at most",
+			c.faultRate, len(c.faults), total, 1/float64(len(c.faults)))
 	}
 	if c.bodySize < 0 {
 		return fmt.Errorf("-body-size %d: want a size in bytes of zero or more", c.bodySize)
@@ -238,12 +330,12 @@ func newHandler(cfg config, rnd *rand.Rand, logger *log.Logger) http.Handler {
 
 // ServeHTTP waits for the chosen delay, or until the request is cancelled,
 // then writes the hello text (with the echoed request body, if any) or the
-// filler body.
+// filler body, or injects the chosen fault instead.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Dummy-Name", h.cfg.name)
 	target := r.URL.RequestURI()
 
-	delay, failed := h.draw()
+	delay, failed, injected := h.draw()
 	status := h.cfg.status
 	if failed {
 		status = h.cfg.errorStatus
@@ -268,6 +360,15 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		delay = d
 	}
+	if query.Has("fault") {
+		raw := query.Get("fault")
+		f, ok := parseFault(raw)
+		if !ok && raw != "none" {
+			h.reject(w, r, http.StatusBadRequest, fmt.Sprintf("bad fault %q: want none or one of %s", raw, faultNames()))
+			return
+		}
+		injected = f
+	}
 
 	// Read the whole body before responding: an HTTP/1 handler may not be
 	// able to read the request body once it has started writing.
@@ -287,16 +388,37 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	if err := h.respond(w, r, status, delay, reqBody); err != nil {
-		h.logger.Printf("%s %s delay=%s status=%d write failed: %v", r.Method, target, delay, status, err)
+	if injected != faultNone && injected != faultStallAfterHeaders {
+		if err := h.injectFault(w, r, injected); err != nil {
+			h.logger.Printf("%s %s delay=%s fault=%s: %v", r.Method, target, delay, injected, err)
+			return
+		}
+		h.logger.Printf("%s %s delay=%s fault=%s", r.Method, target, delay, injected)
 		return
 	}
-	h.logger.Printf("%s %s delay=%s status=%d", r.Method, target, delay, status)
+
+	var stall time.Duration
+	if injected == faultStallAfterHeaders {
+		stall = h.cfg.faultStall
+	}
+	if err := h.respond(w, r, status, delay, stall, reqBody); err != nil {
+		h.logger.Printf("%s %s delay=%s status=%d%s write failed: %v", r.Method, target, delay, status, faultField(injected), err)
+		return
+	}
+	h.logger.Printf("%s %s delay=%s status=%d%s", r.Method, target, delay, status, faultField(injected))
 }
 
-// draw picks this request's delay (fixed, random and tail parts) and whether
-// it gets the error status.
-func (h *handler) draw() (delay time.Duration, failed bool) {
+// faultField is the log field of an injected fault, or nothing.
+func faultField(f fault) string {
+	if f == faultNone {
+		return ""
+	}
+	return " fault=" + string(f)
+}
+
+// draw picks this request's delay (fixed, random and tail parts), whether it
+// gets the error status, and the fault it gets, if any.
+func (h *handler) draw() (delay time.Duration, failed bool, injected fault) {
 	h.randMu.Lock()
 	defer h.randMu.Unlock()
 
@@ -310,7 +432,16 @@ func (h *handler) draw() (delay time.Duration, failed bool) {
 		delay += h.cfg.tailDelay
 	}
 	failed = h.cfg.randomErrors && h.cfg.errorRate > 0 && h.rnd.Float64() < h.cfg.errorRate
-	return delay, failed
+	// Without faults nothing is drawn, so the other draws of a seeded source
+	// stay as they were.
+	if h.cfg.faultRate > 0 && len(h.cfg.faults) > 0 {
+		// Fault i owns [i*rate, (i+1)*rate) of [0, 1); validate keeps the
+		// slices inside it.
+		if i := int(h.rnd.Float64() / h.cfg.faultRate); i < len(h.cfg.faults) {
+			injected = h.cfg.faults[i]
+		}
+	}
+	return delay, failed, injected
 }
 
 // wait returns nil after d, or the cause as soon as ctx is done.
@@ -329,8 +460,10 @@ func wait(ctx context.Context, d time.Duration) error {
 }
 
 // respond writes the status and the body: -body-size filler bytes if set,
-// otherwise the hello line followed by the echoed request body, if any.
-func (h *handler) respond(w http.ResponseWriter, r *http.Request, status int, delay time.Duration, reqBody []byte) error {
+// otherwise the hello line followed by the echoed request body, if any. If
+// stall is positive, the headers are flushed and the body follows after
+// stall, or not at all if the request is cancelled first.
+func (h *handler) respond(w http.ResponseWriter, r *http.Request, status int, delay, stall time.Duration, reqBody []byte) error {
 	var text []byte
 	size := h.cfg.bodySize
 	if size == 0 {
@@ -353,6 +486,14 @@ func (h *handler) respond(w http.ResponseWriter, r *http.Request, status int, de
 	if noBody || r.Method == http.MethodHead {
 		return nil
 	}
+	if stall > 0 {
+		if err := http.NewResponseController(w).Flush(); err != nil {
+			return fmt.Errorf("flushing the headers: %w", err)
+		}
+		if err := wait(r.Context(), stall); err != nil {
+			return fmt.Errorf("stalled after the headers for less than %s: %w", stall, err)
+		}
+	}
 
 	if text != nil {
 		_, err := w.Write(text)
@@ -364,6 +505,61 @@ func (h *handler) respond(w http.ResponseWriter, r *http.Request, status int, de
 			return err
 		}
 		remaining -= n
+	}
+	return nil
+}
+
+// injectFault answers r with f, any fault but stall-after-headers (which
+// respond does): hang waits for the client to go away; the others take the
+// connection over and write what no http.ResponseWriter would, then close it.
+func (h *handler) injectFault(w http.ResponseWriter, r *http.Request, f fault) error {
+	if f == faultHang {
+		<-r.Context().Done()
+		return fmt.Errorf("hung until the request ended: %w", context.Cause(r.Context()))
+	}
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return fmt.Errorf("taking the connection over: %w", err)
+	}
+	defer conn.Close()
+	if f == faultReset {
+		// A zero linger makes close send RST instead of FIN.
+		tcp, ok := conn.(*net.TCPConn)
+		if !ok {
+			return fmt.Errorf("resetting: %T is not a TCP connection, closed it instead", conn)
+		}
+		if err := tcp.SetLinger(0); err != nil {
+			return fmt.Errorf("resetting: %w", err)
+		}
+		return nil
+	}
+	if _, err := conn.Write(h.rawFault(f)); err != nil {
+		return fmt.Errorf("writing: %w", err)
+	}
+	return nil
+}
+
+// midBodySize is the Content-Length a mid-body-close answer promises; half
+// of it is sent.
+const midBodySize = 1024
+
+// rawFault returns the bytes a hijacked connection gets for f before it is
+// closed.
+func (h *handler) rawFault(f fault) []byte {
+	switch f {
+	case faultJunk:
+		return []byte("\x00\xff\xfejunk instead of a status line\r\n\r\n")
+	case faultBadStatus:
+		return []byte("HTTP/1.1 2x0 Not A Status\r\nContent-Length: 0\r\n\r\n")
+	case faultEarlyHintsClose:
+		return []byte("HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\n\r\n")
+	case faultDupLength:
+		return fmt.Appendf(nil, "HTTP/1.1 200 OK\r\nX-Dummy-Name: %s\r\nContent-Type: text/plain; charset=utf-8\r\n"+
+			"Content-Length: 6\r\nContent-Length: 7\r\n\r\nhello\n", h.cfg.name)
+	case faultMidBodyClose:
+		head := fmt.Appendf(nil, "HTTP/1.1 200 OK\r\nX-Dummy-Name: %s\r\nContent-Type: text/plain; charset=utf-8\r\n"+
+			"Content-Length: %d\r\n\r\n", h.cfg.name, midBodySize)
+		return append(head, h.filler[:midBodySize/2]...)
 	}
 	return nil
 }

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"log"
 	"math/rand/v2"
@@ -14,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -84,6 +87,7 @@ func TestParseFlags(t *testing.T) {
 		errorStatus:     500,
 		status:          200,
 		name:            "dummy-8000",
+		faultStall:      10 * time.Second,
 	}
 
 	tests := []struct {
@@ -111,7 +115,7 @@ func TestParseFlags(t *testing.T) {
 				"-stop-after", "5s", "-delay-responding=false", "-max-delay", "50ms",
 				"-random-errors=false", "-error-rate", "1", "-error-status", "503",
 				"-status", "201", "-delay", "10ms", "-tail-delay", "2s", "-tail-rate", "0.01",
-				"-body-size", "1048576",
+				"-body-size", "1048576", "-faults", "reset, junk", "-fault-rate", "0.5", "-fault-stall", "2s",
 			},
 			want: func(c *config) {
 				c.stopAfter = 5 * time.Second
@@ -125,7 +129,20 @@ func TestParseFlags(t *testing.T) {
 				c.tailDelay = 2 * time.Second
 				c.tailRate = 0.01
 				c.bodySize = 1 << 20
+				c.faults = []fault{faultReset, faultJunk}
+				c.faultRate = 0.5
+				c.faultStall = 2 * time.Second
 			},
+		},
+		{
+			name: "every fault at the largest rate",
+			args: []string{"-faults", "all", "-fault-rate", "0.125"},
+			want: func(c *config) { c.faults, c.faultRate = allFaults, 0.125 },
+		},
+		{
+			name: "faults without a rate are only for ?fault=",
+			args: []string{"-faults", "hang", "-fault-stall", "0s"},
+			want: func(c *config) { c.faults, c.faultStall = []fault{faultHang}, 0 },
 		},
 		{
 			name: "zero rates and durations",
@@ -166,6 +183,13 @@ func TestParseFlagsRejectsBadValues(t *testing.T) {
 		{"negative delay", []string{"-delay", "-2s"}, []string{"-delay -2s", "zero or more"}},
 		{"negative tail delay", []string{"-tail-delay", "-3s"}, []string{"-tail-delay -3s", "zero or more"}},
 		{"negative body size", []string{"-body-size", "-1"}, []string{"-body-size -1", "zero or more"}},
+		{"fault rate above 1", []string{"-faults", "reset", "-fault-rate", "1.01"}, []string{"-fault-rate 1.01", "from 0 to 1"}},
+		{"fault rate without faults", []string{"-fault-rate", "0.01"}, []string{"-fault-rate 0.01 without -faults", "reset, hang"}},
+		{"fault shares above 1", []string{"-faults", "all", "-fault-rate", "0.2"}, []string{"-fault-rate 0.2 for 8 -faults", "at most 0.125"}},
+		{"unknown fault", []string{"-faults", "reset,boom"}, []string{`-faults "reset,boom"`, `unknown fault "boom"`, "stall-after-headers, or all"}},
+		{"empty fault in the list", []string{"-faults", "reset,"}, []string{`unknown fault ""`}},
+		{"fault twice", []string{"-faults", "junk,reset,junk"}, []string{`"junk" is listed twice`}},
+		{"negative fault stall", []string{"-fault-stall", "-1s"}, []string{"-fault-stall -1s", "zero or more"}},
 		{"address without port", []string{"-address", "localhost"}, []string{`-address "localhost"`, "host:port"}},
 		{"empty name", []string{"-name", ""}, []string{"-name is empty"}},
 		{"name with newline", []string{"-name", "a\nb"}, []string{`-name "a\nb"`, "control characters"}},
@@ -300,6 +324,7 @@ func TestHandlerRejectsBadQuery(t *testing.T) {
 		{"delay not a duration", "/?delay=soon", `bad delay "soon"`},
 		{"delay without unit", "/?delay=5", `bad delay "5"`},
 		{"negative delay", "/?delay=-1s", `bad delay "-1s"`},
+		{"unknown fault", "/?fault=boom", `bad fault "boom": want none or one of reset, hang,`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -625,4 +650,271 @@ func TestRunReportsServeError(t *testing.T) {
 
 	require.Error(t, err)
 	assert.True(t, errors.Is(err, net.ErrClosed), err.Error())
+}
+
+func TestParseFaults(t *testing.T) {
+	t.Parallel()
+
+	tests := []struct {
+		name string
+		list string
+		want []fault
+	}{
+		{"empty", "", nil},
+		{"blank", "  ", nil},
+		{"all", "all", allFaults},
+		{"one", "hang", []fault{faultHang}},
+		{"several with spaces, in the given order", "mid-body-close , reset", []fault{faultMidBodyClose, faultReset}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := parseFaults(tt.list)
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}
+
+func TestHandlerDrawsFaults(t *testing.T) {
+	t.Parallel()
+
+	const draws = 10000
+	tests := []struct {
+		name   string
+		faults []fault
+		rate   float64
+		want   map[fault][2]int // fault to the least and most draws of it
+	}{
+		{"none at rate 0", []fault{faultReset}, 0, map[fault][2]int{faultNone: {draws, draws}}},
+		// The source is seeded, so these counts are the same on every run.
+		{
+			name:   "each fault its own share",
+			faults: []fault{faultReset, faultJunk},
+			rate:   0.1,
+			want:   map[fault][2]int{faultReset: {900, 1100}, faultJunk: {900, 1100}, faultNone: {7700, 8300}},
+		},
+		{
+			name:   "shares filling the whole draw",
+			faults: []fault{faultHang, faultDupLength},
+			rate:   0.5,
+			want:   map[fault][2]int{faultHang: {4800, 5200}, faultDupLength: {4800, 5200}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := testConfig()
+			cfg.faults, cfg.faultRate = tt.faults, tt.rate
+			h, _ := newTestHandler(t, cfg)
+
+			got := map[fault]int{}
+			for range draws {
+				_, _, injected := h.(*handler).draw()
+				got[injected]++
+			}
+			for f, bounds := range tt.want {
+				assert.GreaterOrEqual(t, got[f], bounds[0], "fault %q", f)
+				assert.LessOrEqual(t, got[f], bounds[1], "fault %q", f)
+			}
+			for f := range got {
+				assert.Contains(t, tt.want, f, "only the listed outcomes: %v", got)
+			}
+		})
+	}
+}
+
+// startTestServer serves a test handler on a real listener of 127.0.0.1,
+// since most faults take the connection over.
+func startTestServer(t *testing.T, cfg config) (addr string, logs *syncBuffer) {
+	t.Helper()
+	h, logs := newTestHandler(t, cfg)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().String(), logs
+}
+
+// rawGet sends a GET of target on a new connection, closed at cleanup, and
+// returns it with a reader of what comes back.
+func rawGet(t *testing.T, addr, target string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	_, err = fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: dummy\r\n\r\n", target)
+	require.NoError(t, err)
+	return conn, bufio.NewReader(conn)
+}
+
+// waitForLog waits until logs contain want.
+func waitForLog(t *testing.T, logs *syncBuffer, want string) {
+	t.Helper()
+	assert.Eventually(t, func() bool { return strings.Contains(logs.String(), want) }, 10*time.Second, time.Millisecond,
+		"log %q lacks %q", logs.String(), want)
+}
+
+func TestHandlerInjectsFaults(t *testing.T) {
+	t.Parallel()
+
+	tests := []struct {
+		name   string
+		target string
+		faults []fault // drawn at rate 1 when set
+		check  func(t *testing.T, answer *bufio.Reader)
+	}{
+		{
+			name:   "reset",
+			target: "/?fault=reset",
+			check: func(t *testing.T, answer *bufio.Reader) {
+				_, err := io.ReadAll(answer)
+				assert.ErrorIs(t, err, syscall.ECONNRESET)
+			},
+		},
+		{
+			name:   "junk",
+			target: "/?fault=junk",
+			check: func(t *testing.T, answer *bufio.Reader) {
+				got, err := io.ReadAll(answer)
+				require.NoError(t, err)
+				assert.Equal(t, "\x00\xff\xfejunk instead of a status line\r\n\r\n", string(got))
+			},
+		},
+		{
+			name:   "bad status",
+			target: "/?fault=bad-status",
+			check: func(t *testing.T, answer *bufio.Reader) {
+				_, err := http.ReadResponse(answer, nil)
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), "malformed HTTP status code")
+			},
+		},
+		{
+			name:   "early hints then close",
+			target: "/?fault=early-hints-close",
+			check: func(t *testing.T, answer *bufio.Reader) {
+				hints, err := http.ReadResponse(answer, nil)
+				require.NoError(t, err)
+				assert.Equal(t, http.StatusEarlyHints, hints.StatusCode)
+				assert.Equal(t, "</style.css>; rel=preload; as=style", hints.Header.Get("Link"))
+				_, err = http.ReadResponse(answer, nil)
+				assert.ErrorIs(t, err, io.ErrUnexpectedEOF, "nothing after the 103")
+			},
+		},
+		{
+			name:   "two content lengths",
+			target: "/?fault=dup-length",
+			check: func(t *testing.T, answer *bufio.Reader) {
+				_, err := http.ReadResponse(answer, nil)
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), "multiple Content-Length")
+			},
+		},
+		{
+			name:   "body cut in the middle",
+			target: "/?fault=mid-body-close",
+			check: func(t *testing.T, answer *bufio.Reader) {
+				resp, err := http.ReadResponse(answer, nil)
+				require.NoError(t, err)
+				assert.Equal(t, http.StatusOK, resp.StatusCode)
+				assert.Equal(t, "dummy-test", resp.Header.Get("X-Dummy-Name"))
+				assert.Equal(t, int64(midBodySize), resp.ContentLength)
+				body, err := io.ReadAll(resp.Body)
+				assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
+				assert.Equal(t, strings.Repeat(fillerLine, midBodySize/2/len(fillerLine)), string(body))
+			},
+		},
+		{
+			name:   "drawn from -faults",
+			target: "/drawn",
+			faults: []fault{faultJunk},
+			check: func(t *testing.T, answer *bufio.Reader) {
+				got, err := io.ReadAll(answer)
+				require.NoError(t, err)
+				assert.Contains(t, string(got), "junk instead of a status line")
+			},
+		},
+		{
+			name:   "none in the query overrides -faults",
+			target: "/?fault=none",
+			faults: []fault{faultReset},
+			check: func(t *testing.T, answer *bufio.Reader) {
+				resp, err := http.ReadResponse(answer, nil)
+				require.NoError(t, err)
+				body, err := io.ReadAll(resp.Body)
+				require.NoError(t, err)
+				assert.Equal(t, "Hello from dummy-test: GET /?fault=none after 0s\n", string(body))
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := testConfig()
+			if tt.faults != nil {
+				cfg.faults, cfg.faultRate = tt.faults, 1
+			}
+			addr, logs := startTestServer(t, cfg)
+
+			_, answer := rawGet(t, addr, tt.target)
+
+			tt.check(t, answer)
+			want := fmt.Sprintf("GET %s delay=0s fault=", tt.target)
+			if tt.target == "/?fault=none" {
+				want = "GET /?fault=none delay=0s status=200\n"
+			}
+			waitForLog(t, logs, want)
+		})
+	}
+}
+
+func TestHandlerHangsUntilTheClientLeaves(t *testing.T) {
+	t.Parallel()
+	addr, logs := startTestServer(t, testConfig())
+	conn, answer := rawGet(t, addr, "/?fault=hang")
+
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(50*time.Millisecond)))
+	_, err := answer.ReadByte()
+	var netErr net.Error
+	require.ErrorAs(t, err, &netErr, "no answer at all")
+	assert.True(t, netErr.Timeout())
+	require.NoError(t, conn.Close())
+
+	// Ending at all shows the client's leaving was seen.
+	waitForLog(t, logs, "GET /?fault=hang delay=0s fault=hang: hung until the request ended: context canceled\n")
+}
+
+func TestHandlerStallsAfterTheHeaders(t *testing.T) {
+	t.Parallel()
+
+	t.Run("client leaves during the stall", func(t *testing.T) {
+		t.Parallel()
+		cfg := testConfig()
+		cfg.faultStall = time.Hour
+		addr, logs := startTestServer(t, cfg)
+		conn, answer := rawGet(t, addr, "/?fault=stall-after-headers")
+
+		resp, err := http.ReadResponse(answer, nil)
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusOK, resp.StatusCode)
+		assert.Positive(t, resp.ContentLength)
+		require.NoError(t, conn.Close())
+
+		// The stall is an hour: ending at all shows the cancel was seen.
+		waitForLog(t, logs, "fault=stall-after-headers write failed: stalled after the headers for less than 1h0m0s: context canceled\n")
+	})
+
+	t.Run("body after the stall", func(t *testing.T) {
+		t.Parallel()
+		cfg := testConfig()
+		cfg.faultStall = time.Millisecond
+		addr, logs := startTestServer(t, cfg)
+		_, answer := rawGet(t, addr, "/?fault=stall-after-headers")
+
+		resp, err := http.ReadResponse(answer, nil)
+		require.NoError(t, err)
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		assert.Equal(t, "Hello from dummy-test: GET /?fault=stall-after-headers after 0s\n", string(body))
+		waitForLog(t, logs, "GET /?fault=stall-after-headers delay=0s status=200 fault=stall-after-headers\n")
+	})
 }
