@@ -3,6 +3,7 @@ package endpoints
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
@@ -45,11 +46,18 @@ func dialFraming(dial func(ctx context.Context, network, address string) (net.Co
 // NewTransport's transport are.
 func WatchFraming(req *http.Request) (*http.Request, func() error) {
 	var watched atomic.Pointer[framingConn]
+	ctx := req.Context()
 	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
 		// The request is not written yet, so its response cannot have begun.
 		if conn, ok := info.Conn.(*framingConn); ok {
-			conn.arm()
+			conn.arm(ctx)
 			watched.Store(conn)
+		} else if tlsConn, ok := info.Conn.(*tls.Conn); ok {
+			if conn, ok := tlsConn.NetConn().(*framingConn); ok {
+				// Encrypted bytes cannot be checked, but the connection can
+				// still be reset when this request is cancelled.
+				conn.setRequest(ctx)
+			}
 		}
 	}}
 	req = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
@@ -66,6 +74,9 @@ func WatchFraming(req *http.Request) (*http.Request, func() error) {
 // evidence of an ambiguous framing before its caller sees the response.
 type framingConn struct {
 	net.Conn
+	// request is the context of the request the connection carries, or
+	// last carried.
+	request atomic.Pointer[context.Context]
 
 	mu sync.Mutex
 	// armed is set from the request's getting the connection to the end of
@@ -82,8 +93,10 @@ type framingConn struct {
 	err error
 }
 
-// arm starts checking the next response head.
-func (c *framingConn) arm() {
+// arm starts checking the next response head, that of the request whose
+// context is ctx.
+func (c *framingConn) arm(ctx context.Context) {
+	c.setRequest(ctx)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err != nil {
@@ -91,6 +104,27 @@ func (c *framingConn) arm() {
 	}
 	c.armed = true
 	c.startHead()
+}
+
+// setRequest records the context of the request the connection now carries.
+func (c *framingConn) setRequest(ctx context.Context) {
+	c.request.Store(&ctx)
+}
+
+// Close closes the connection. When its request was cancelled (a losing
+// attempt, a time-out), the only way Go's Transport has to stop it, it
+// resets the connection (SO_LINGER 0) instead of closing it gracefully:
+// nothing more is to be said on it, the endpoint learns at once that the
+// request is abandoned, and the proxy is not left with a TIME_WAIT socket for
+// every cancelled attempt, which under fan-out would pile up by the
+// thousand and could run out of local ports.
+func (c *framingConn) Close() error {
+	if ctx := c.request.Load(); ctx != nil && (*ctx).Err() != nil {
+		if tcp, ok := c.Conn.(*net.TCPConn); ok {
+			_ = tcp.SetLinger(0)
+		}
+	}
+	return c.Conn.Close()
 }
 
 func (c *framingConn) startHead() {

@@ -2,12 +2,14 @@ package endpoints
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -48,7 +50,7 @@ func TestFramingConnChecksTheFinalHead(t *testing.T) {
 				conn, other := net.Pipe()
 				t.Cleanup(func() { other.Close() })
 				c := &framingConn{Conn: conn}
-				c.arm()
+				c.arm(t.Context())
 				if split {
 					for i := range len(tt.response) {
 						c.check([]byte(tt.response[i : i+1]))
@@ -66,7 +68,7 @@ func TestFramingConnChecksTheFinalHead(t *testing.T) {
 				_ = conn.SetReadDeadline(time.Now().Add(hangGuard))
 				_, err := conn.Read(make([]byte, 1))
 				assert.ErrorIs(t, err, io.ErrClosedPipe, "the connection is closed")
-				c.arm()
+				c.arm(t.Context())
 				assert.ErrorIs(t, c.verdict(), ErrAmbiguousFraming, "the verdict stays")
 			})
 		}
@@ -194,4 +196,75 @@ func TestWatchFraming(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, "secure", body)
 	})
+}
+
+func TestCancelledRequestResetsItsConnection(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		cancel    bool
+		wantReset bool
+	}{
+		{"a cancelled request's connection is reset", true, true},
+		{"an idle connection closes gracefully", false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			listener, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			t.Cleanup(func() { listener.Close() })
+			// The endpoint's view of the connection's end.
+			ended, gotRequest := make(chan error, 1), make(chan struct{})
+			go func() {
+				conn, err := listener.Accept()
+				if err != nil {
+					ended <- err
+					return
+				}
+				defer conn.Close()
+				reader := bufio.NewReader(conn)
+				if _, err := http.ReadRequest(reader); err != nil {
+					ended <- err
+					return
+				}
+				close(gotRequest)
+				if !tt.cancel {
+					_, _ = io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				}
+				_ = conn.SetReadDeadline(time.Now().Add(hangGuard))
+				_, err = reader.ReadByte()
+				ended <- err
+			}()
+			transport := NewTransport(1)
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+listener.Addr().String()+"/", nil)
+			require.NoError(t, err)
+			req, _ = WatchFraming(req)
+			if tt.cancel {
+				done := make(chan error, 1)
+				go func() {
+					_, err := transport.RoundTrip(req)
+					done <- err
+				}()
+				// Cancel once the endpoint has the request; it never answers.
+				<-gotRequest
+				cancel()
+				require.ErrorIs(t, <-done, context.Canceled)
+			} else {
+				resp, err := transport.RoundTrip(req)
+				require.NoError(t, err)
+				_, _ = io.ReadAll(resp.Body)
+				resp.Body.Close()
+				transport.CloseIdleConnections()
+			}
+			err = <-ended
+			if tt.wantReset {
+				assert.ErrorIs(t, err, syscall.ECONNRESET, "reset, so that no TIME_WAIT is left behind")
+			} else {
+				assert.ErrorIs(t, err, io.EOF, "closed gracefully")
+			}
+		})
+	}
 }
