@@ -133,8 +133,9 @@ func (rs *Ranges) UnmarshalText(text []byte) error {
 func (rs Ranges) String() string {
 	parts := make([]string, len(rs))
 	for i, r := range rs {
-		// A lone multiple of 100 would read back as its whole hundred.
-		if r.Lo == r.Hi && r.Lo%100 != 0 {
+		// A lone multiple of 100 would read back as its whole hundred, and a
+		// lone unnamed code (570) is only accepted as a range.
+		if r.Lo == r.Hi && r.Lo%100 != 0 && http.StatusText(r.Lo) != "" {
 			parts[i] = strconv.Itoa(r.Lo)
 		} else {
 			parts[i] = fmt.Sprintf("%d-%d", r.Lo, r.Hi)
