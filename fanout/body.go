@@ -121,7 +121,9 @@ func (b *requestBody) forAttempt() (io.ReadCloser, int64) {
 	if !b.replayable {
 		return b.stream, length
 	}
-	if len(b.buffered) == 0 {
+	// Trailers only travel after a (chunked) body: with no body at all, a
+	// client's trailers after an empty body would be lost.
+	if len(b.buffered) == 0 && len(b.trailer) == 0 {
 		return http.NoBody, 0
 	}
 	return io.NopCloser(bytes.NewReader(b.buffered)), length

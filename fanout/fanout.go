@@ -132,6 +132,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Registered before the race's finish, so it runs after it.
 	defer body.release()
 	summary.streamedBody = !body.replayable
+	if !body.replayable {
+		// The attempt reads the client's body while the answer is copied: the
+		// endpoint may answer before the end, and Go's transport reads on
+		// past a Content-Length to check it. Otherwise the server consumes and
+		// closes the body as the answer starts, so the answer either waits for
+		// all of the body or is cut, as the transport drops the endpoint's
+		// connection when it cannot read the body.
+		_ = http.NewResponseController(w).EnableFullDuplex()
+	}
 	if p.Budget != nil {
 		p.Budget.Deposit()
 	}
