@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -70,9 +71,10 @@ func TestReplayMemoryFullGets503(t *testing.T) {
 		entered <- struct{}{}
 		<-release
 	})
-	proxy := newProxy(t, Serial(), []string{upstream.srv.URL}, func(p *Proxy) {
+	p := buildProxy(t, Serial(), []string{upstream.srv.URL}, func(p *Proxy) {
 		p.MaxBodyBuffer, p.MaxReplayMemory = 100, 100
 	})
+	proxy := serve(t, p)
 	held := make(chan int, 1)
 	go func() {
 		resp, _ := do(t, http.MethodPost, proxy.URL+"/", strings.NewReader(strings.Repeat("a", 80)))
@@ -87,6 +89,9 @@ func TestReplayMemoryFullGets503(t *testing.T) {
 
 	close(release)
 	assert.Equal(t, http.StatusOK, <-held)
+	// The client has its answer a moment before the handler returns and
+	// gives the memory back.
+	require.Eventually(t, func() bool { return p.replayMemory.held.Load() == 0 }, 10*time.Second, time.Millisecond)
 	resp, _ = do(t, http.MethodPost, proxy.URL+"/", strings.NewReader(strings.Repeat("c", 50)))
 	assert.Equal(t, http.StatusOK, resp.StatusCode, "the memory is given back when a request ends")
 }

@@ -207,9 +207,11 @@ func TestBudgetHoldsUnderASlowDown(t *testing.T) {
 		resp, _ := get(t, proxy.URL)
 		require.Equal(t, http.StatusOK, resp.StatusCode)
 	}
-	// Every request wanted a hedge; the budget allowed one in ten.
-	assert.Equal(t, int32(requests), slow.hits.Load())
+	// Every request wanted a hedge; the budget allowed one in ten. (A hedged
+	// request's first attempt may be cancelled before the slow endpoint got
+	// it, so only the others are sure to reach it.)
 	assert.Equal(t, int32(requests*share), fast.hits.Load())
+	assert.GreaterOrEqual(t, slow.hits.Load(), int32(requests-requests*share))
 }
 
 func TestIdempotentOnly(t *testing.T) {
