@@ -97,6 +97,8 @@ func captureBody(r *http.Request, limit int64, memory *replayMemory, memoryLimit
 		body.length = -1
 		return body, nil
 	}
+	// The end of a chunked body brought its trailer fields, announced or not.
+	body.trailer = r.Trailer
 	body.buffered, body.length, body.replayable = buf.Bytes(), int64(buf.Len()), true
 	return body, nil
 }

@@ -180,6 +180,7 @@ func TestReplayedBodiesAreIdenticalOnEveryAttempt(t *testing.T) {
 		{"chunked", "Transfer-Encoding: chunked\r\n", []string{chunked(text, []int{1, 100, 4093}, "")}, text, nil},
 		{"chunked with trailers", trailerHead, []string{chunked(text, []int{777}, trailerLines)}, text, trailer},
 		{"trailers after no data", trailerHead, []string{chunked(nil, nil, trailerLines)}, []byte{}, trailer},
+		{"trailers not announced", "Transfer-Encoding: chunked\r\n", []string{chunked(text, []int{500}, trailerLines)}, text, trailer},
 		{"Content-Length: 0", "Content-Length: 0\r\n", nil, []byte{}, nil},
 		{"no body at all", "", nil, []byte{}, nil},
 		{"slowly, Content-Length", "Content-Length: " + strconv.Itoa(len(slow)) + "\r\n", split(string(slow), 1, 20, 40), slow, nil},
