@@ -9,6 +9,7 @@ import (
 // Reasons a request is rejected for its framing, as logged.
 const (
 	reasonObsFold          = "a header line folded onto the next (obs-fold)"
+	reasonBareCR           = "a line starting with a bare CR"
 	reasonLengthAndChunked = "both Content-Length and Transfer-Encoding"
 	reasonDuplicateLength  = "more than one Content-Length"
 	reasonInvalidLength    = "an invalid Content-Length"
@@ -16,254 +17,372 @@ const (
 	reasonTrailerLF        = "a trailer line ending in a bare LF"
 )
 
-// rejectedHead replaces a rejected request's head: it is not a request line
-// (nor a trailer field), so Go's server answers 400 Bad Request and closes
-// the connection, whatever the request was.
-var rejectedHead = []byte("\x00\r\n\r\n")
+// rejectedLine takes the place of the line that ends a rejected request's
+// head (or its trailer section), or of the folded line: a NUL is valid
+// neither in a field name nor in a value, so Go's server answers 400 Bad
+// Request and closes the connection, whatever came before it.
+var rejectedLine = []byte("\x00\r\n\r\n")
 
-// maxChunkLine bounds a chunk-size line: Go's own limit is 4096 bytes, and a
-// longer line ends the connection there.
-const maxChunkLine = 4096
+// Bounds of what the checker keeps of a line to parse it. Go's own limit on a
+// chunk-size line is 4096 bytes; a Content-Length or Transfer-Encoding line
+// longer than maxFieldLine is not one the checker can trust.
+const (
+	maxChunkLine = 4096
+	maxFieldLine = 1024
+)
+
+// maxSkippedAfterPOST is how many CR or LF bytes Go's server skips before
+// the request that follows a POST (RFC 9112 section 2.2's tolerance for old
+// clients that sent an extra CRLF after a body).
+const maxSkippedAfterPOST = 4
 
 // phase is where a connection's byte stream is.
 type phase int
 
 const (
-	// inHead: a request head is being collected; it is held back until it is
-	// complete and checked.
+	// inHead: a request head; its lines pass as they come, the empty line
+	// that ends it only once the head is checked.
 	inHead phase = iota
-	// inBody: the rest of a Content-Length body, or of a chunk's data and its
-	// CRLF, passes through.
+	// inBody: the rest of a Content-Length body passes through.
 	inBody
 	// inChunkLine: a chunk-size line passes through, followed until its LF.
 	inChunkLine
-	// inTrailer: the trailer section of a chunked body is being collected and
-	// held back, like a head.
+	// inChunkData: a chunk's data and its CRLF pass through.
+	inChunkData
+	// inTrailer: the trailer section of a chunked body, handled like a head.
 	inTrailer
-	// unchecked: the rest of the stream passes as it is: the server will
-	// reject the request and close the connection, or the connection is no
-	// longer HTTP/1 (an upgrade, HTTP/2's preface).
-	unchecked
-	// rejected: a request was rejected; nothing more is passed on.
+	// lastHead: a head the server will refuse (a bad request line, an
+	// unsupported Transfer-Encoding): it passes to its end, for the server
+	// to answer, and nothing after it.
+	lastHead
+	// ended: nothing more passes; the server reads the end of the stream.
+	ended
+	// rejected: a request was rejected; nothing more passes.
 	rejected
+	// unchecked: the rest of the stream passes as it is: the connection is
+	// no longer HTTP/1 (see StopChecking).
+	unchecked
 )
 
 // checker follows a client connection's byte stream request by request, with
-// the same framing as Go's server, and holds back each request head (and
-// chunked trailer section) until it is whole. A head that Go's server would
-// accept but that a proxy must not is replaced by rejectedHead: a request
-// whose framing is ambiguous (Content-Length with Transfer-Encoding, two
-// Content-Lengths, Transfer-Encoding in HTTP/1.0) can be read one way by
-// this proxy and another by the next hop, which is how requests are
-// smuggled; a folded header line (obs-fold) is read differently by
-// different parsers too.
+// the same framing as Go's server. It passes each head line on as it comes
+// (so that the server's header time-out runs as it should), but holds back
+// the empty line that ends a head until the head is checked. A head that
+// Go's server would accept but that a proxy must not gets rejectedLine in
+// place of that empty line: a request whose framing is ambiguous
+// (Content-Length with Transfer-Encoding, two Content-Lengths,
+// Transfer-Encoding in HTTP/1.0) can be read one way by this proxy and
+// another by the next hop, which is how requests are smuggled; a folded
+// header line (obs-fold) is read differently by different parsers too.
+// Where it cannot follow the stream any more, it lets the server refuse what
+// it has and gives it nothing after.
 //
 // It is not safe for concurrent use; a connection has one reader.
 type checker struct {
 	phase phase
-	// held is the head or trailer section collected so far.
-	held []byte
-	// maxHead is the largest head it holds; a larger one goes on unchecked,
-	// for the server to answer 431 and close.
-	maxHead int
-	// remaining counts the bytes left in a body or chunk, CRLF included for
-	// a chunk.
-	remaining uint64
-	// line is the chunk-size line so far.
+	// atLineStart is set at the start of a head or trailer line;
+	// pendingCR is set when a CR that may begin the ending empty line is
+	// held back.
+	atLineStart bool
+	pendingCR   bool
+	// line is what the checker keeps of the current line, to parse it.
 	line []byte
+	// lineTooLong is set when line was cut at its bound.
+	lineTooLong bool
+	// prev is the line's byte before the current one.
+	prev byte
+	// head is what the current head says so far.
+	head headFacts
+	// afterPOST counts the CR and LF bytes skipped before a head that
+	// follows a POST, or is -1 when the previous request was not one.
+	afterPOST int
+	// remaining counts the bytes left in a body, or in a chunk with its CRLF.
+	remaining uint64
 	// reason says why a request was rejected.
 	reason string
 }
 
-func newChecker(maxHead int) *checker {
-	return &checker{maxHead: maxHead}
+// headFacts is what a request head says that the checker needs.
+type headFacts struct {
+	started bool // the request line is complete
+	post    bool
+	minor   int // HTTP/1.minor
+	// lengths and encodings count the Content-Length and Transfer-Encoding
+	// fields; length is the value of the first, badLength set when it is
+	// not a valid length, chunked when the first encoding is chunked.
+	lengths, encodings int
+	length             uint64
+	badLength, chunked bool
+	// fieldError is set for a field line the server refuses.
+	fieldError bool
+}
+
+func newChecker() *checker {
+	return &checker{atLineStart: true, afterPOST: -1}
 }
 
 // feed takes the next bytes read from the client. The first pass bytes of in
 // may go on to the server as they are; everything after them that may go on
-// now is appended to out and returned (a head completed in this read, and what
-// follows it); what is held back is kept.
+// now is appended to out and returned (what comes after a held-back byte, or
+// the replacement of a rejected request); what is held back is kept.
 func (c *checker) feed(in []byte, out []byte) (pass int, queued []byte) {
 	queued = out
-	// held is set once some of in has been held back: from then on, bytes go
-	// on through queued, to keep their order.
-	held := false
+	// moved is set once the stream as passed differs from in (a held-back
+	// byte, an insertion): from then on, bytes go on through queued.
+	moved := false
 	emit := func(b []byte) {
-		if held {
+		if moved {
 			queued = append(queued, b...)
 		} else {
 			pass += len(b)
 		}
 	}
-	for len(in) > 0 {
+	insert := func(b []byte) {
+		moved = true
+		queued = append(queued, b...)
+	}
+	for i := 0; i < len(in); {
 		switch c.phase {
 		case unchecked:
-			emit(in)
+			emit(in[i:])
 			return pass, queued
-		case rejected:
+		case ended, rejected:
 			return pass, queued
-		case inBody:
-			n := uint64(len(in))
-			n = min(n, c.remaining)
-			emit(in[:n])
-			in = in[n:]
+		case inBody, inChunkData:
+			n := min(uint64(len(in)-i), c.remaining)
+			emit(in[i : i+int(n)])
+			i += int(n)
 			c.remaining -= n
 			if c.remaining == 0 {
-				c.phase = inChunkLine
-				if c.line == nil {
-					// A Content-Length body (not a chunk) is done.
-					c.phase = inHead
+				if c.phase == inBody {
+					c.startHead()
+				} else {
+					c.startLine(inChunkLine)
 				}
 			}
 		case inChunkLine:
-			end := bytes.IndexByte(in, '\n')
+			end := bytes.IndexByte(in[i:], '\n')
 			if end < 0 {
-				c.line = append(c.line, in...)
-				emit(in)
-				if len(c.line) > maxChunkLine {
-					c.phase = unchecked
-				}
+				c.keep(in[i:], maxChunkLine)
+				emit(in[i:])
 				return pass, queued
 			}
-			c.line = append(c.line, in[:end+1]...)
-			emit(in[:end+1])
-			in = in[end+1:]
+			c.keep(in[i:i+end+1], maxChunkLine)
+			emit(in[i : i+end+1])
+			i += end + 1
 			c.endChunkLine()
-		case inHead, inTrailer:
-			held = true
-			n, complete := c.collect(in)
-			in = in[n:]
-			if !complete {
-				continue
+		case inHead, inTrailer, lastHead:
+			b := in[i]
+			i++
+			switch verdict := c.headByte(b); verdict {
+			case pass1:
+				emit(in[i-1 : i])
+			case holdCR:
+				moved = true
+			case passHeldCR:
+				insert([]byte{'\r'})
+				queued = append(queued, b)
+			case rejectHere:
+				insert(rejectedLine)
+				return pass, queued
 			}
-			head := c.held
-			c.held = nil
-			if c.phase == inTrailer {
-				c.endTrailer(head)
-			} else {
-				c.endHead(head)
-			}
-			if c.phase == rejected {
-				return pass, append(queued, rejectedHead...)
-			}
-			queued = append(queued, head...)
 		}
 	}
 	return pass, queued
 }
 
-// collect adds bytes of in to the held head up to and including the empty
-// line that ends it, and returns how many it took and whether the head is
-// complete. A head over maxHead is let go unchecked.
-func (c *checker) collect(in []byte) (int, bool) {
-	// The end is the first empty line: an LF or a CR LF at the start of a
-	// line (the start of the held bytes is one).
-	from := max(len(c.held)-2, 0)
-	c.held = append(c.held, in...)
-	lineStart := func(i int) bool { return i == 0 || c.held[i-1] == '\n' }
-	for i := from; i < len(c.held); i++ {
-		if c.held[i] != '\n' {
-			continue
-		}
-		if lineStart(i) || (c.held[i-1] == '\r' && lineStart(i-1)) {
-			took := i + 1 - (len(c.held) - len(in))
-			c.held = c.held[:i+1]
-			if len(c.held) > c.maxHead {
-				c.phase = unchecked
+// What headByte decides about one byte of a head or trailer section.
+type byteVerdict int
+
+const (
+	// pass1: the byte goes on.
+	pass1 byteVerdict = iota
+	// holdCR: the byte (a CR at a line start) is held back.
+	holdCR
+	// passHeldCR: the held CR goes on, then the byte.
+	passHeldCR
+	// rejectHere: rejectedLine goes on instead of the byte.
+	rejectHere
+)
+
+// headByte takes one byte of a head or a trailer section.
+func (c *checker) headByte(b byte) byteVerdict {
+	if c.phase == inHead && !c.head.started && c.atLineStart && !c.pendingCR &&
+		(b == '\r' || b == '\n') && c.afterPOST >= 0 && c.afterPOST < maxSkippedAfterPOST {
+		// Go's server skips these before the request after a POST.
+		c.afterPOST++
+		return pass1
+	}
+	if c.atLineStart {
+		if c.pendingCR {
+			c.pendingCR = false
+			if b != '\n' {
+				c.reject(reasonBareCR)
+				return rejectHere
 			}
-			return took, true
+			return c.endSection(false)
 		}
+		switch b {
+		case '\r':
+			c.pendingCR = true
+			return holdCR
+		case '\n':
+			return c.endSection(true)
+		case ' ', '\t':
+			if c.phase != lastHead {
+				c.reject(reasonObsFold)
+				return rejectHere
+			}
+		}
+		c.atLineStart = false
+		c.line, c.lineTooLong, c.prev = c.line[:0], false, 0
 	}
-	if len(c.held) > c.maxHead {
-		// Go's server answers 431 and closes; the head is released as it is.
-		c.phase = unchecked
-		return len(in), true
+	c.keep([]byte{b}, maxFieldLine)
+	prev := c.prev
+	c.prev = b
+	if b == '\n' {
+		if c.phase == inTrailer && prev != '\r' {
+			c.reject(reasonTrailerLF)
+			return rejectHere
+		}
+		c.endLine()
+		c.atLineStart = true
 	}
-	return len(in), false
+	return pass1
 }
 
-// endHead checks a complete request head and sets the phase for what follows.
-func (c *checker) endHead(head []byte) {
-	if c.phase == unchecked {
+// keep adds b to what is kept of the current line, up to limit bytes.
+func (c *checker) keep(b []byte, limit int) {
+	room := limit - len(c.line)
+	if len(b) > room {
+		b = b[:max(room, 0)]
+		c.lineTooLong = true
+	}
+	c.line = append(c.line, b...)
+}
+
+// endLine parses a complete line of a head (the request line, then fields).
+func (c *checker) endLine() {
+	if c.phase != inHead {
 		return
 	}
-	lines := splitLines(head)
-	if len(lines) == 0 {
-		// An empty request line: Go's server rejects it and closes.
-		c.phase = unchecked
+	line := bytes.TrimSuffix(bytes.TrimSuffix(c.line, []byte("\n")), []byte("\r"))
+	if !c.head.started {
+		c.head.started = true
+		c.requestLine(line)
 		return
 	}
-	requestLine := lines[0]
-	if bytes.HasPrefix(requestLine, []byte("PRI * HTTP/2.0")) {
-		c.phase = unchecked
+	name, value, ok := bytes.Cut(line, []byte(":"))
+	if !ok {
+		c.head.fieldError = true
 		return
 	}
-	// Split as Go's server does: at the first two spaces.
-	_, rest, _ := bytes.Cut(requestLine, []byte(" "))
-	_, proto, _ := bytes.Cut(rest, []byte(" "))
+	isLength := bytes.EqualFold(name, []byte("Content-Length"))
+	isEncoding := bytes.EqualFold(name, []byte("Transfer-Encoding"))
+	if (isLength || isEncoding) && c.lineTooLong {
+		c.head.fieldError = true
+		return
+	}
+	value = bytes.Trim(value, " \t")
+	switch {
+	case isLength:
+		c.head.lengths++
+		if c.head.lengths == 1 {
+			n, err := strconv.ParseUint(string(value), 10, 63)
+			c.head.length, c.head.badLength = n, err != nil
+		}
+	case isEncoding:
+		c.head.encodings++
+		if c.head.encodings == 1 {
+			c.head.chunked = bytes.EqualFold(value, []byte("chunked"))
+		}
+	}
+}
+
+// requestLine parses the request line as Go's server splits it: at the first
+// two spaces. A line it refuses makes this the last head passed on.
+func (c *checker) requestLine(line []byte) {
+	method, rest, ok1 := bytes.Cut(line, []byte(" "))
+	_, proto, ok2 := bytes.Cut(rest, []byte(" "))
 	major, minor, ok := http.ParseHTTPVersion(string(proto))
-	if !ok || major != 1 {
-		// Go's server rejects it and closes the connection.
-		c.phase = unchecked
+	if !ok1 || !ok2 || !ok || major != 1 || c.lineTooLong {
+		c.phase = lastHead
 		return
 	}
-	var lengths, encodings [][]byte
-	for _, line := range lines[1:] {
-		if line[0] == ' ' || line[0] == '\t' {
-			c.reject(reasonObsFold)
-			return
+	c.head.post = string(method) == http.MethodPost
+	c.head.minor = minor
+}
+
+// endSection handles the empty line that ends a head or a trailer section
+// (bare, an LF alone, or after a held CR) and says what goes on in its place.
+func (c *checker) endSection(bare bool) byteVerdict {
+	verdict := passHeldCR
+	if bare {
+		verdict = pass1
+	}
+	switch c.phase {
+	case lastHead:
+		c.phase = ended
+		return verdict
+	case inTrailer:
+		if bare {
+			c.reject(reasonTrailerLF)
+			return rejectHere
 		}
-		name, value, ok := bytes.Cut(line, []byte(":"))
-		if !ok {
-			c.phase = unchecked
-			return
-		}
-		value = bytes.Trim(value, " \t")
-		switch {
-		case bytes.EqualFold(name, []byte("Content-Length")):
-			lengths = append(lengths, value)
-		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
-			encodings = append(encodings, value)
-		}
+		c.startHead()
+		return verdict
+	}
+	if !c.head.started {
+		// An empty request line: the server refuses it.
+		c.phase = ended
+		return verdict
+	}
+	c.endHead()
+	if c.phase == rejected {
+		return rejectHere
+	}
+	return verdict
+}
+
+// endHead checks the framing of a complete head and sets the phase for what
+// follows it.
+func (c *checker) endHead() {
+	head := c.head
+	c.afterPOST = -1
+	if head.post {
+		c.afterPOST = 0
 	}
 	switch {
-	case len(encodings) > 0 && len(lengths) > 0:
+	case head.fieldError:
+		c.phase = ended
+	case head.encodings > 0 && head.lengths > 0:
 		c.reject(reasonLengthAndChunked)
-	case len(lengths) > 1:
+	case head.lengths > 1:
 		c.reject(reasonDuplicateLength)
-	case len(encodings) > 0 && minor == 0:
+	case head.encodings > 0 && head.minor == 0:
 		c.reject(reasonChunkedHTTP10)
-	case len(encodings) > 0:
-		if len(encodings) != 1 || !bytes.EqualFold(encodings[0], []byte("chunked")) {
-			// Go's server answers 501 and closes the connection.
-			c.phase = unchecked
-			return
-		}
-		c.phase, c.line = inChunkLine, []byte{}
-	case len(lengths) == 1:
-		n, err := strconv.ParseUint(string(lengths[0]), 10, 63)
-		if err != nil {
-			c.reject(reasonInvalidLength)
-			return
-		}
-		c.phase, c.remaining, c.line = inBody, n, nil
-		if n == 0 {
-			c.phase = inHead
-		}
+	case head.encodings > 1 || head.encodings == 1 && !head.chunked:
+		// The server answers 501.
+		c.phase = ended
+	case head.encodings == 1:
+		c.startLine(inChunkLine)
+	case head.lengths == 1 && head.badLength:
+		c.reject(reasonInvalidLength)
+	case head.lengths == 1 && head.length > 0:
+		c.phase, c.remaining = inBody, head.length
 	default:
-		c.phase = inHead
+		c.startHead()
 	}
 }
 
 // endChunkLine parses a complete chunk-size line the way Go's server does,
-// and sets the phase for what follows. A line Go rejects ends the checking:
-// the server closes the connection.
+// and sets the phase for what follows. After a line the server refuses,
+// nothing more passes.
 func (c *checker) endChunkLine() {
 	line := c.line
-	c.line = c.line[:0]
 	// Go wants CRLF, and no other CR.
-	if len(line) < 2 || line[len(line)-2] != '\r' || bytes.IndexByte(line, '\r') != len(line)-2 {
-		c.phase = unchecked
+	if c.lineTooLong || len(line) < 2 || line[len(line)-2] != '\r' || bytes.IndexByte(line, '\r') != len(line)-2 {
+		c.phase = ended
 		return
 	}
 	size := bytes.TrimRight(line[:len(line)-2], " \t")
@@ -271,55 +390,30 @@ func (c *checker) endChunkLine() {
 	n, ok := parseHex(size)
 	switch {
 	case !ok:
-		c.phase = unchecked
+		c.phase = ended
 	case n == 0:
-		c.phase = inTrailer
+		c.startLine(inTrailer)
+		c.atLineStart = true
 	default:
-		// The chunk's data, then its CRLF, which Go checks.
-		c.phase, c.remaining = inBody, n+2
+		c.phase, c.remaining = inChunkData, n+2
 	}
 }
 
-// endTrailer checks a complete trailer section (or the bare CRLF that ends a
-// chunked body without trailers); the next request's head follows it.
-func (c *checker) endTrailer(trailer []byte) {
-	c.line = nil
-	if c.phase == unchecked {
-		return
-	}
-	for i, b := range trailer {
-		if b == '\n' && (i == 0 || trailer[i-1] != '\r') {
-			c.reject(reasonTrailerLF)
-			return
-		}
-	}
-	for _, line := range splitLines(trailer) {
-		if line[0] == ' ' || line[0] == '\t' {
-			c.reject(reasonObsFold)
-			return
-		}
-	}
-	c.phase = inHead
+// startHead begins the next request's head.
+func (c *checker) startHead() {
+	c.startLine(inHead)
+	c.atLineStart = true
+	c.head = headFacts{}
+}
+
+// startLine enters phase at the start of a line.
+func (c *checker) startLine(phase phase) {
+	c.phase = phase
+	c.line, c.lineTooLong = c.line[:0], false
 }
 
 func (c *checker) reject(reason string) {
 	c.phase, c.reason = rejected, reason
-}
-
-// splitLines splits a head (ending in its empty line) into its lines, without
-// their line ends, up to the first empty line.
-func splitLines(head []byte) [][]byte {
-	var lines [][]byte
-	for len(head) > 0 {
-		line, rest, _ := bytes.Cut(head, []byte("\n"))
-		head = rest
-		line = bytes.TrimSuffix(line, []byte("\r"))
-		if len(line) == 0 {
-			break
-		}
-		lines = append(lines, line)
-	}
-	return lines
 }
 
 // parseHex parses a chunk size as Go's server does: 1 to 16 hex digits.

@@ -24,8 +24,9 @@ type Listener struct {
 	net.Listener
 	// slots holds a token per open connection; nil means no cap.
 	slots chan struct{}
-	// maxHead is the largest request head held for checking.
-	maxHead int
+	// closed is closed by Close, to wake an Accept waiting for a slot.
+	closed    chan struct{}
+	closeOnce sync.Once
 	// onReject is told about each rejected request.
 	onReject func(remote net.Addr, reason string)
 }
@@ -36,26 +37,14 @@ type ListenerOptions struct {
 	// reached, Accept waits for one to close (new clients wait in the
 	// kernel's backlog). If zero, there is no cap.
 	MaxConnections int
-	// MaxHeaderBytes is the server's http.Server.MaxHeaderBytes. A request
-	// head larger than the server would read is passed on unchecked, for the
-	// server to reject with 431.
-	MaxHeaderBytes int
 	// OnReject, if not nil, is called with the client's address and the
 	// reason whenever a request is rejected for its framing.
 	OnReject func(remote net.Addr, reason string)
 }
 
-// serverHeadSlack is what Go's server reads beyond MaxHeaderBytes before it
-// answers 431.
-const serverHeadSlack = 4096
-
 // NewListener returns l with a cap on connections and request checks.
 func NewListener(l net.Listener, opts ListenerOptions) *Listener {
-	listener := &Listener{
-		Listener: l,
-		maxHead:  opts.MaxHeaderBytes + serverHeadSlack,
-		onReject: opts.OnReject,
-	}
+	listener := &Listener{Listener: l, closed: make(chan struct{}), onReject: opts.OnReject}
 	if opts.MaxConnections > 0 {
 		listener.slots = make(chan struct{}, opts.MaxConnections)
 	}
@@ -65,14 +54,24 @@ func NewListener(l net.Listener, opts ListenerOptions) *Listener {
 // Accept waits for a free slot, then for a connection, and returns it wrapped.
 func (l *Listener) Accept() (net.Conn, error) {
 	if l.slots != nil {
-		l.slots <- struct{}{}
+		select {
+		case l.slots <- struct{}{}:
+		case <-l.closed:
+			return nil, net.ErrClosed
+		}
 	}
 	c, err := l.Listener.Accept()
 	if err != nil {
 		l.release()
 		return nil, err
 	}
-	return &conn{Conn: c, check: newChecker(l.maxHead), listener: l}, nil
+	return &conn{Conn: c, check: newChecker(), listener: l}, nil
+}
+
+// Close closes the listener; an Accept waiting for a slot returns at once.
+func (l *Listener) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return l.Listener.Close()
 }
 
 func (l *Listener) release() {
@@ -94,10 +93,13 @@ type conn struct {
 	closeOnce sync.Once
 }
 
-// Read gives the server the client's bytes once checked: a request head only
-// when it is whole and accepted, a rejected one replaced by a line the
-// server refuses, and nothing more after it.
+// Read gives the server the client's bytes once checked: the end of a request
+// head only when the head is accepted, a line the server refuses in place of
+// it when it is not, and nothing more after that.
 func (c *conn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
 	for {
 		if len(c.ready) > 0 {
 			n := copy(p, c.ready)
@@ -111,7 +113,7 @@ func (c *conn) Read(p []byte) (int, error) {
 			c.readErr = nil
 			return 0, err
 		}
-		if c.check.phase == rejected {
+		if c.check.phase == rejected || c.check.phase == ended {
 			return 0, io.EOF
 		}
 		if c.check.phase == unchecked {
@@ -152,14 +154,16 @@ func (c *conn) Close() error {
 
 // StopChecking makes c pass the client's bytes on unchecked from now on: for
 // a connection that a handler has taken over (an upgrade to WebSocket) and
-// that no longer carries HTTP/1 requests. Bytes held back so far go on first.
+// that no longer carries HTTP/1 requests. A byte held back so far goes on first.
 // It does nothing to a connection that did not come from a Listener.
 func StopChecking(c net.Conn) {
 	checked, ok := c.(*conn)
 	if !ok || checked.check.phase == rejected {
 		return
 	}
-	checked.ready = append(checked.ready, checked.check.held...)
-	checked.check.held = nil
+	if checked.check.pendingCR {
+		checked.ready = append(checked.ready, '\r')
+		checked.check.pendingCR = false
+	}
 	checked.check.phase = unchecked
 }

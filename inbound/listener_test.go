@@ -58,7 +58,7 @@ func newCheckedServer(t *testing.T, opts ListenerOptions, handler http.HandlerFu
 			_, _ = io.WriteString(w, "ok")
 		}
 	}
-	server := &http.Server{Handler: handler, ReadHeaderTimeout: hangGuard, MaxHeaderBytes: opts.MaxHeaderBytes}
+	server := &http.Server{Handler: handler, ReadHeaderTimeout: hangGuard, MaxHeaderBytes: 1024}
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -102,7 +102,7 @@ func (s *checkedServer) requestsSeen() []string {
 
 func TestListenerRefusesSmuggledRequests(t *testing.T) {
 	t.Parallel()
-	s := newCheckedServer(t, ListenerOptions{MaxHeaderBytes: 4096}, nil)
+	s := newCheckedServer(t, ListenerOptions{}, nil)
 	first := "GET /first HTTP/1.1\r\nHost: a\r\n\r\n"
 	smuggled := "GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
 	tests := []struct{ name, raw, reason string }{
@@ -131,7 +131,7 @@ func TestListenerRefusesSmuggledRequests(t *testing.T) {
 
 func TestListenerServesPipelinedRequests(t *testing.T) {
 	t.Parallel()
-	s := newCheckedServer(t, ListenerOptions{MaxHeaderBytes: 4096}, nil)
+	s := newCheckedServer(t, ListenerOptions{}, nil)
 	raw := "POST /1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello" +
 		"POST /2 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n" +
 		"GET /3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
@@ -142,7 +142,7 @@ func TestListenerServesPipelinedRequests(t *testing.T) {
 
 func TestListenerLetsTheServerAnswer431(t *testing.T) {
 	t.Parallel()
-	s := newCheckedServer(t, ListenerOptions{MaxHeaderBytes: 1024}, nil)
+	s := newCheckedServer(t, ListenerOptions{}, nil)
 	got := s.exchange(t, "GET / HTTP/1.1\r\nHost: a\r\nX-Big: "+strings.Repeat("a", 8<<10)+"\r\n\r\n")
 	assert.True(t, strings.HasPrefix(got, "HTTP/1.1 431 "), "%q", got)
 	assert.Empty(t, s.requestsSeen())
@@ -150,7 +150,7 @@ func TestListenerLetsTheServerAnswer431(t *testing.T) {
 
 func TestListenerCapsConnections(t *testing.T) {
 	t.Parallel()
-	s := newCheckedServer(t, ListenerOptions{MaxConnections: 1, MaxHeaderBytes: 4096}, nil)
+	s := newCheckedServer(t, ListenerOptions{MaxConnections: 1}, nil)
 	first, err := net.Dial("tcp", s.addr)
 	require.NoError(t, err)
 	_, err = io.WriteString(first, "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -201,7 +201,7 @@ func TestListenerCapsConnections(t *testing.T) {
 func TestStopCheckingPassesTunnelledBytes(t *testing.T) {
 	t.Parallel()
 	var wg sync.WaitGroup
-	s := newCheckedServer(t, ListenerOptions{MaxHeaderBytes: 4096}, func(w http.ResponseWriter, r *http.Request) {
+	s := newCheckedServer(t, ListenerOptions{}, func(w http.ResponseWriter, r *http.Request) {
 		conn, rw, err := http.NewResponseController(w).Hijack()
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -227,4 +227,75 @@ func TestStopCheckingPassesTunnelledBytes(t *testing.T) {
 		t.Fatalf("tunnelled bytes were checked as HTTP: %s", r.reason)
 	default:
 	}
+}
+
+func TestCloseWakesAnAcceptWaitingForASlot(t *testing.T) {
+	t.Parallel()
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	listener := NewListener(tcp, ListenerOptions{MaxConnections: 1})
+	client, err := net.Dial("tcp", tcp.Addr().String())
+	require.NoError(t, err)
+	defer client.Close()
+	held, err := listener.Accept()
+	require.NoError(t, err)
+	defer held.Close()
+
+	// The cap is reached: the next Accept waits for a slot, until Close.
+	accepted := make(chan error, 1)
+	go func() {
+		_, err := listener.Accept()
+		accepted <- err
+	}()
+	require.NoError(t, listener.Close())
+	select {
+	case err := <-accepted:
+		assert.ErrorIs(t, err, net.ErrClosed)
+	case <-time.After(hangGuard):
+		t.Fatal("Accept still waits for a slot after Close, so a server's Shutdown would hang")
+	}
+}
+
+func TestHeaderTimeoutHoldsOnKeepAliveConnections(t *testing.T) {
+	t.Parallel()
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	served := make(chan string, 4)
+	server := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			served <- r.URL.Path
+		}),
+		ReadHeaderTimeout: 100 * time.Millisecond,
+		IdleTimeout:       time.Hour,
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = server.Serve(NewListener(tcp, ListenerOptions{}))
+	}()
+	t.Cleanup(func() {
+		_ = server.Close()
+		<-done
+	})
+	conn, err := net.Dial("tcp", tcp.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	reader := bufio.NewReader(conn)
+	_, err = io.WriteString(conn, "GET /first HTTP/1.1\r\nHost: a\r\n\r\n")
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(reader, nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, "/first", <-served)
+
+	// The next request's head starts, then stalls: the header time-out, not
+	// the hour-long idle time-out, must end it, though the checker holds
+	// back the end of the head.
+	_, err = io.WriteString(conn, "GET /second HTTP/1.1\r\nHost: a\r\n")
+	require.NoError(t, err)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(hangGuard)))
+	_, err = io.ReadAll(reader)
+	var netErr net.Error
+	require.False(t, errors.As(err, &netErr) && netErr.Timeout(), "the stalled head was not timed out")
+	assert.Empty(t, served)
 }
