@@ -450,11 +450,25 @@ func TestOutgoingHeaders(t *testing.T) {
 			want:       http.Header{"User-Agent": {""}},
 		},
 		{
-			name:       "unsplittable remote address adds nothing",
+			name:       "unsplittable remote address: claims dropped, nothing added",
 			remoteAddr: "pipe",
 			host:       "proxy.example",
-			header:     http.Header{"X-Forwarded-For": {"203.0.113.1"}},
-			want:       http.Header{"X-Forwarded-For": {"203.0.113.1"}},
+			header:     http.Header{"X-Forwarded-For": {"203.0.113.1"}, "Forwarded": {"for=203.0.113.1"}},
+			absent:     []string{"X-Forwarded-For", "Forwarded", "X-Forwarded-Host"},
+		},
+		{
+			name:       "underscore spellings of the claims dropped",
+			remoteAddr: "192.0.2.7:51234",
+			host:       "proxy.example",
+			header:     http.Header{"X_forwarded_for": {"203.0.113.1"}, "X_real_ip": {"203.0.113.1"}, "X-Forwarded_host": {"evil"}},
+			want:       http.Header{"X-Forwarded-For": {"192.0.2.7"}, "X-Forwarded-Host": {"proxy.example"}},
+			absent:     []string{"X_forwarded_for", "X_real_ip", "X-Forwarded_host"},
+		},
+		{
+			name:       "no Host: no host in Forwarded",
+			remoteAddr: "192.0.2.7:51234",
+			want:       http.Header{"Forwarded": {"for=192.0.2.7;proto=http"}},
+			absent:     []string{"X-Forwarded-Host"},
 		},
 	}
 	for _, tt := range tests {

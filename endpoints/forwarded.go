@@ -79,6 +79,9 @@ const (
 // Connection.
 func setForwarded(header http.Header, in *http.Request, trusted TrustedProxies) {
 	peer, err := netip.ParseAddrPort(in.RemoteAddr)
+	if err != nil || !trusted.trusts(peer.Addr()) {
+		dropForwarding(header)
+	}
 	if err != nil {
 		// Not an IP connection (a test pipe): nothing is known of the client.
 		return
@@ -88,24 +91,30 @@ func setForwarded(header http.Header, in *http.Request, trusted TrustedProxies) 
 	if in.TLS != nil {
 		proto = "https"
 	}
-	if !trusted.trusts(client) {
-		for name := range header {
-			if strings.HasPrefix(name, "X-Forwarded-") {
-				delete(header, name)
-			}
-		}
-		header.Del(headerForwarded)
-		header.Del("X-Real-Ip")
-	}
 	appendToChain(header, headerForwardedFor, client.String())
-	if header.Get(headerForwardedHost) == "" {
+	if header.Get(headerForwardedHost) == "" && in.Host != "" {
 		header.Set(headerForwardedHost, in.Host)
 	}
 	if header.Get(headerForwardedProto) == "" {
 		header.Set(headerForwardedProto, proto)
 	}
-	element := "for=" + forwardedValue(nodeName(client)) + ";host=" + forwardedValue(in.Host) + ";proto=" + proto
-	appendToChain(header, headerForwarded, element)
+	element := "for=" + forwardedValue(nodeName(client))
+	if in.Host != "" {
+		element += ";host=" + forwardedValue(in.Host)
+	}
+	appendToChain(header, headerForwarded, element+";proto="+proto)
+}
+
+// dropForwarding deletes every header that claims where a request came from:
+// X-Forwarded-*, Forwarded and X-Real-Ip, also spelt with underscores, which
+// CGI-style servers read as the same variables.
+func dropForwarding(header http.Header) {
+	for name := range header {
+		normal := strings.ReplaceAll(strings.ToLower(name), "_", "-")
+		if strings.HasPrefix(normal, "x-forwarded-") || normal == "forwarded" || normal == "x-real-ip" {
+			delete(header, name)
+		}
+	}
 }
 
 // appendToChain sets name to its earlier values, joined, and then value.
@@ -124,11 +133,14 @@ func nodeName(addr netip.Addr) string {
 	return addr.String()
 }
 
+// quotedPairs escapes what a quoted string must.
+var quotedPairs = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+
 // forwardedValue quotes v as RFC 7239 wants unless it is a token.
 func forwardedValue(v string) string {
 	for _, c := range v {
 		if !isTokenChar(c) {
-			return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(v) + `"`
+			return `"` + quotedPairs.Replace(v) + `"`
 		}
 	}
 	return v

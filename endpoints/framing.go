@@ -47,19 +47,29 @@ func dialFraming(dial func(ctx context.Context, network, address string) (net.Co
 func WatchFraming(req *http.Request) (*http.Request, func() error) {
 	var watched atomic.Pointer[framingConn]
 	ctx := req.Context()
-	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
-		// The request is not written yet, so its response cannot have begun.
-		if conn, ok := info.Conn.(*framingConn); ok {
-			conn.arm(ctx)
-			watched.Store(conn)
-		} else if tlsConn, ok := info.Conn.(*tls.Conn); ok {
-			if conn, ok := tlsConn.NetConn().(*framingConn); ok {
+	trace := &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) {
+			// The request is not written yet, so its response cannot have begun.
+			if conn, ok := info.Conn.(*framingConn); ok {
+				conn.arm(ctx)
+				watched.Store(conn)
+			} else if tlsConn, ok := info.Conn.(*tls.Conn); ok && tlsConn.ConnectionState().NegotiatedProtocol != "h2" {
 				// Encrypted bytes cannot be checked, but the connection can
-				// still be reset when this request is cancelled.
-				conn.setRequest(ctx)
+				// still be reset when this request is cancelled. (HTTP/2
+				// cancels a stream, not the connection its streams share.)
+				if conn, ok := tlsConn.NetConn().(*framingConn); ok {
+					conn.setRequest(ctx)
+					watched.Store(conn)
+				}
 			}
-		}
-	}}
+		},
+		PutIdleConn: func(error) {
+			// Done with the request: a later close is not its cancellation.
+			if conn := watched.Load(); conn != nil {
+				conn.setRequest(nil)
+			}
+		},
+	}
 	req = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
 	return req, func() error {
 		if conn := watched.Load(); conn != nil {
@@ -80,8 +90,10 @@ type framingConn struct {
 
 	mu sync.Mutex
 	// armed is set from the request's getting the connection to the end of
-	// its final response head.
-	armed bool
+	// its final response head; checking mirrors it for reads without the
+	// lock.
+	armed    bool
+	checking atomic.Bool
 	// line is the head line read so far; status is set once the status line
 	// was read.
 	line   []byte
@@ -103,11 +115,17 @@ func (c *framingConn) arm(ctx context.Context) {
 		return
 	}
 	c.armed = true
+	c.checking.Store(true)
 	c.startHead()
 }
 
-// setRequest records the context of the request the connection now carries.
+// setRequest records the context of the request the connection now carries,
+// or nil once it is done with it.
 func (c *framingConn) setRequest(ctx context.Context) {
+	if ctx == nil {
+		c.request.Store(nil)
+		return
+	}
 	c.request.Store(&ctx)
 }
 
@@ -143,7 +161,8 @@ func (c *framingConn) verdict() error {
 // time Go's Transport has parsed a head, this has checked it.
 func (c *framingConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if n > 0 {
+	// Most reads are of bodies, with no head to check: no lock for them.
+	if n > 0 && c.checking.Load() {
 		c.mu.Lock()
 		c.check(p[:n])
 		c.mu.Unlock()
@@ -159,6 +178,7 @@ func (c *framingConn) check(b []byte) {
 			c.line = append(c.line, b...)
 			if len(c.line) > maxCheckedLine {
 				c.armed = false
+				c.checking.Store(false)
 			}
 			return
 		}
@@ -183,6 +203,10 @@ func (c *framingConn) endLine(line []byte) {
 		c.startHead()
 	default:
 		c.armed = false
+		c.checking.Store(false)
+		// Even where no body follows (HEAD, 204), a sender must never send
+		// both (RFC 9112, section 6.1): such an endpoint is not to be trusted
+		// with the connection.
 		if c.contentLength && c.transferEncoding {
 			c.err = ErrAmbiguousFraming
 			// Whatever follows this head cannot be trusted to end where Go
