@@ -271,3 +271,36 @@ func TestTunnelThroughTheProxyEndsWhenItStops(t *testing.T) {
 	code, _ := p.wait(t)
 	assert.Equal(t, 0, code)
 }
+
+func TestReplayMemoryCapThroughTheProxy(t *testing.T) {
+	t.Parallel()
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if r.URL.Path == "/hold" {
+			entered <- struct{}{}
+			<-release
+		}
+	}))
+	defer backend.Close()
+	defer close(release)
+	p := startProxy(t, nil, "-e", backend.URL, "-max-body-buffer", "1KiB", "-max-replay-memory", "1KiB")
+	held := make(chan error, 1)
+	go func() {
+		resp, err := http.Post("http://"+p.address+"/hold", "text/plain", strings.NewReader(strings.Repeat("a", 800)))
+		if err == nil {
+			resp.Body.Close()
+		}
+		held <- err
+	}()
+	select {
+	case <-entered:
+	case <-time.After(hangGuard):
+		t.Fatal("the first request did not reach the endpoint")
+	}
+	got := rawExchange(t, p.address, "POST /next HTTP/1.1\r\nHost: a\r\nContent-Length: 500\r\nConnection: close\r\n\r\n"+strings.Repeat("b", 500))
+	assert.Equal(t, http.StatusServiceUnavailable, statusOf(got), "%q", got)
+	assert.Contains(t, got, "Retry-After: 1")
+	release <- struct{}{}
+	require.NoError(t, <-held)
+}

@@ -116,6 +116,9 @@ func (c *CLI) Validate() error {
 			return fmt.Errorf("%s: %d is negative; accepted: a whole number, 0 for no limit", name, n)
 		}
 	}
+	if c.MaxReplayMemory > 0 && c.MaxReplayMemory < c.MaxBodyBuffer {
+		return fmt.Errorf("--max-replay-memory %d is below --max-body-buffer %d, so such a body could never be replayed; accepted: 0 (no cap) or at least --max-body-buffer", c.MaxReplayMemory, c.MaxBodyBuffer)
+	}
 	if c.MaxHeaderBytes < minHeaderBytes || c.MaxHeaderBytes > maxHeaderBytes {
 		return fmt.Errorf("--max-header-bytes %d: accepted: %d (1KiB) to %d (1MiB)", c.MaxHeaderBytes, minHeaderBytes, maxHeaderBytes)
 	}
@@ -296,6 +299,7 @@ func (c *CLI) serve(ctx context.Context, releaseSignals func()) error {
 		Schedule:            schedule,
 		Transport:           transport,
 		MaxBodyBuffer:       int64(c.MaxBodyBuffer),
+		MaxReplayMemory:     int64(c.MaxReplayMemory),
 		Timeout:             c.Timeout,
 		TryTimeout:          c.TryTimeout,
 		ResponseIdleTimeout: c.ResponseIdleTimeout,
@@ -325,7 +329,6 @@ func (c *CLI) serve(ctx context.Context, releaseSignals func()) error {
 	}
 	listener := inbound.NewListener(tcpListener, inbound.ListenerOptions{
 		MaxConnections: c.MaxConnections,
-		MaxHeaderBytes: int(c.MaxHeaderBytes),
 		OnReject: func(remote net.Addr, reason string) {
 			logger.Info().Str("remote", remote.String()).Int("status", http.StatusBadRequest).Str("reason", reason).
 				Msg("request refused for its framing")

@@ -93,6 +93,7 @@ func TestBadInputIsOneLineAndExitsBeforeListening(t *testing.T) {
 		{"terminal abc", []string{"-e", "http://a", "-t", "abc"}, `"abc"`},
 		{"address without port", []string{"-e", "http://a", "-address", "foo"}, `"foo"`},
 		{"address with a bad port", []string{"-e", "http://a", "-address", ":99999"}, `":99999"`},
+		{"replay memory below the body buffer", []string{"-e", "http://a", "-max-replay-memory", "1MiB"}, "--max-replay-memory 1048576 is below --max-body-buffer 8388608"},
 		{"bad trusted proxy", []string{"-e", "http://a", "-trusted-proxies", "10.0.0.0/99"}, `"10.0.0.0/99"`},
 		{"debug address without port", []string{"-e", "http://a", "-debug-address", "localhost"}, `--debug-address "localhost"`},
 		{"unknown flag", []string{"-e", "http://a", "-bogus"}, "-bogus: unknown flag"},

@@ -12,8 +12,7 @@ import (
 // bytes held for replay, all requests together, over Proxy.MaxReplayMemory.
 var errReplayMemoryFull = errors.New("the request bodies held for replay are at --max-replay-memory")
 
-// replayStep is how much more of the replay memory a body of unknown length
-// reserves each time it outgrows what it has.
+// replayStep is the replay memory a body of unknown length first reserves.
 const replayStep = 32 << 10
 
 // replayMemory counts the request body bytes held in memory for replay by all
@@ -64,42 +63,50 @@ func captureBody(r *http.Request, limit int64, memory *replayMemory, memoryLimit
 		return &requestBody{stream: r.Body, length: r.ContentLength, trailer: r.Trailer}, nil
 	}
 	body := &requestBody{trailer: r.Trailer, memory: memory}
-	// A body of known length reserves it at once; one of unknown length by
-	// steps, as it arrives, up to one byte over limit (which tells it is over).
+	// The replay memory counts what is allocated: a body of known length at
+	// once; one of unknown length from replayStep, doubling as it arrives,
+	// up to one byte over limit (which tells that it is over).
 	room := limit + 1
+	size := min(replayStep, room)
 	if r.ContentLength > 0 {
-		room = r.ContentLength
+		room, size = r.ContentLength, r.ContentLength
 	}
-	var buf bytes.Buffer
-	for int64(buf.Len()) < room {
-		if want := min(int64(buf.Len())+replayStep, room); want > body.reserved {
-			if !memory.reserve(want-body.reserved, memoryLimit) {
+	if !memory.reserve(size, memoryLimit) {
+		return nil, errReplayMemoryFull
+	}
+	body.reserved = size
+	buf := make([]byte, 0, size)
+	for int64(len(buf)) < room {
+		if len(buf) == cap(buf) {
+			grown := min(2*int64(cap(buf)), room)
+			if !memory.reserve(grown-body.reserved, memoryLimit) {
 				body.release()
 				return nil, errReplayMemoryFull
 			}
-			body.reserved = want
-			buf.Grow(int(want) - buf.Len())
+			body.reserved = grown
+			buf = append(make([]byte, 0, grown), buf...)
 		}
-		n, err := buf.ReadFrom(io.LimitReader(r.Body, body.reserved-int64(buf.Len())))
+		n, err := r.Body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if errors.Is(err, io.EOF) {
+			break
+		}
 		if err != nil {
 			body.release()
 			return nil, err
 		}
-		if n == 0 {
-			break
-		}
 	}
-	if int64(buf.Len()) > limit {
+	if int64(len(buf)) > limit {
 		body.stream = struct {
 			io.Reader
 			io.Closer
-		}{io.MultiReader(&buf, r.Body), r.Body}
+		}{io.MultiReader(bytes.NewReader(buf), r.Body), r.Body}
 		body.length = -1
 		return body, nil
 	}
 	// The end of a chunked body brought its trailer fields, announced or not.
 	body.trailer = r.Trailer
-	body.buffered, body.length, body.replayable = buf.Bytes(), int64(buf.Len()), true
+	body.buffered, body.length, body.replayable = buf, int64(len(buf)), true
 	return body, nil
 }
 

@@ -77,7 +77,13 @@ func TestReplayMemoryFullGets503(t *testing.T) {
 	proxy := serve(t, p)
 	held := make(chan int, 1)
 	go func() {
-		resp, _ := do(t, http.MethodPost, proxy.URL+"/", strings.NewReader(strings.Repeat("a", 80)))
+		// Not do: a helper that may fail the test must run on its goroutine.
+		resp, err := http.Post(proxy.URL+"/", "text/plain", strings.NewReader(strings.Repeat("a", 80)))
+		if err != nil {
+			held <- 0
+			return
+		}
+		resp.Body.Close()
 		held <- resp.StatusCode
 	}()
 	waitFor(t, entered, "the first request to reach the endpoint")

@@ -112,7 +112,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if errors.Is(err, errReplayMemoryFull) {
 		summary.status, summary.err = http.StatusServiceUnavailable, err
 		w.Header().Set("Retry-After", "1")
-		http.Error(w, "503 Service Unavailable: too many request bodies held at once; try again", summary.status)
+		http.Error(w, fmt.Sprintf("503 Service Unavailable: the request bodies held for replay are at --max-replay-memory (%d bytes); try again", p.MaxReplayMemory), summary.status)
 		return
 	}
 	if err != nil {

@@ -86,7 +86,7 @@ func FuzzRequestPath(f *testing.F) {
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
-		_ = server.Serve(inbound.NewListener(tcp, inbound.ListenerOptions{MaxHeaderBytes: 4 << 10}))
+		_ = server.Serve(inbound.NewListener(tcp, inbound.ListenerOptions{}))
 	}()
 	f.Cleanup(func() {
 		_ = server.Close()
