@@ -440,6 +440,21 @@ func TestNothingTerminal(t *testing.T) {
 			waitFor(t, cancelled, "cancelling an endpoint")
 		}
 	})
+	t.Run("the request deadline ran out in serial mode: 504, the endpoint not ejected", func(t *testing.T) {
+		t.Parallel()
+		cancelled := make(chan struct{}, 2)
+		first := newBackend(t, hang(cancelled))
+		second := newBackend(t, answer(http.StatusOK, "never asked"))
+		// Serial attempts run inline: the request's deadline, not a select,
+		// must cut the first one, and end the request rather than fail over.
+		proxy, logs, served := newLoggedProxy(t, Serial(), []string{first.srv.URL, second.srv.URL}, func(p *Proxy) { p.Timeout = 50 * time.Millisecond })
+		resp, body := get(t, proxy.URL+"/")
+		assert.Equal(t, http.StatusGatewayTimeout, resp.StatusCode, body)
+		waitFor(t, cancelled, "cancelling the endpoint")
+		waitFor(t, served, "the request's end")
+		assert.Zero(t, second.hits.Load())
+		assert.Contains(t, logs.String(), "no terminal answer within the time-out of 50ms")
+	})
 	t.Run("every attempt timed out: 504", func(t *testing.T) {
 		t.Parallel()
 		cancelled := make(chan struct{}, 2)

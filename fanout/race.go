@@ -36,6 +36,14 @@ type race struct {
 	plan        endpoints.List
 	next        int
 	maxAttempts int
+	// inline is set when attempts run one at a time on the request's own
+	// goroutine (the serial schedule: none ever waits for another), so a
+	// request costs no goroutine of its own.
+	inline bool
+	// deadline is when the request's time-out ends the wait for a terminal
+	// answer's headers; inline, each attempt's wait for its headers is cut
+	// there (no select watches it), zero when there is no time-out.
+	deadline time.Time
 	// results is sized to maxAttempts, so no attempt blocks on sending.
 	results  chan *endpointresponse.Outcome
 	cancels  []context.CancelFunc
@@ -73,11 +81,18 @@ func newRace(p *Proxy, in *http.Request, body *requestBody, protocol string, log
 	if protocol != "" {
 		schedule = Serial()
 	}
+	_, hedges := schedule.wait()
+	var deadline time.Time
+	if p.Timeout > 0 {
+		deadline = time.Now().Add(p.Timeout)
+	}
 	return &race{
 		log:         log,
 		proxy:       p,
 		schedule:    schedule,
 		protocol:    protocol,
+		inline:      !hedges,
+		deadline:    deadline,
 		in:          in,
 		body:        body,
 		plan:        plan,
@@ -98,7 +113,7 @@ func (rc *race) run() (*endpointresponse.Outcome, raceOutcome) {
 
 func (rc *race) runUntilDecided() (*endpointresponse.Outcome, raceOutcome) {
 	var deadline <-chan time.Time
-	if rc.proxy.Timeout > 0 {
+	if rc.proxy.Timeout > 0 && !rc.inline {
 		timer := time.NewTimer(rc.proxy.Timeout)
 		defer timer.Stop()
 		deadline = timer.C
@@ -138,6 +153,10 @@ func (rc *race) runUntilDecided() (*endpointresponse.Outcome, raceOutcome) {
 				return outcome, terminalAnswer
 			}
 			rc.recordFailure(outcome)
+			if rc.deadlinePassed() {
+				rc.failures = append(rc.failures, fmt.Errorf("no terminal answer within the time-out of %s", rc.proxy.Timeout))
+				return rc.chooseFallback(deadlineExpired)
+			}
 			// A failure that is only the client's leaving must not start another.
 			if rc.in.Context().Err() == nil && rc.extend(outcome) {
 				pending++
@@ -160,6 +179,26 @@ func (rc *race) isTerminal(outcome *endpointresponse.Outcome) bool {
 	status := outcome.Status()
 	return outcome.Err == nil && (rc.proxy.Terminal.Contains(status) ||
 		(rc.protocol != "" && status == http.StatusSwitchingProtocols))
+}
+
+// deadlinePassed reports whether the request's deadline has passed while
+// attempts run inline (otherwise a select watches it).
+func (rc *race) deadlinePassed() bool {
+	return rc.inline && !rc.deadline.IsZero() && !time.Now().Before(rc.deadline) && rc.in.Context().Err() == nil
+}
+
+// headerTimeout is how long an attempt may wait for its headers: the try
+// time-out, and inline also no later than the request's deadline; zero for
+// no bound.
+func (rc *race) headerTimeout() time.Duration {
+	timeout := rc.proxy.TryTimeout
+	if rc.inline && !rc.deadline.IsZero() {
+		left := max(time.Until(rc.deadline), time.Nanosecond)
+		if timeout == 0 || left < timeout {
+			timeout = left
+		}
+	}
+	return timeout
 }
 
 // hasRoom reports whether the request could still get another attempt.
@@ -241,10 +280,16 @@ func (rc *race) launch() bool {
 	// Whether a failed attempt sent anything only matters for requests that
 	// may not be repeated.
 	traceSend := rc.proxy.IdempotentOnly && !repeatable(rc.in)
+	headerTimeout := rc.headerTimeout()
+	if rc.inline {
+		// results has room for every attempt, so this does not block.
+		rc.results <- rc.proxy.attempt(outgoing, cancel, endpoint, number, headerTimeout, traceSend)
+		return true
+	}
 	rc.attempts.Add(1)
 	go func() {
 		defer rc.attempts.Done()
-		rc.results <- rc.proxy.attempt(outgoing, cancel, endpoint, number, traceSend)
+		rc.results <- rc.proxy.attempt(outgoing, cancel, endpoint, number, headerTimeout, traceSend)
 	}()
 	return true
 }
@@ -273,9 +318,9 @@ func repeatable(r *http.Request) bool {
 }
 
 // attempt sends one outgoing request and waits for its headers, at most
-// TryTimeout. With traceSend, the outcome says whether a failure happened
-// before the request was written.
-func (p *Proxy) attempt(outgoing *http.Request, cancel context.CancelFunc, endpoint endpoints.Endpoint, number int, traceSend bool) *endpointresponse.Outcome {
+// headerTimeout (if positive). With traceSend, the outcome says whether a
+// failure happened before the request was written.
+func (p *Proxy) attempt(outgoing *http.Request, cancel context.CancelFunc, endpoint endpoints.Endpoint, number int, headerTimeout time.Duration, traceSend bool) *endpointresponse.Outcome {
 	start := time.Now()
 	var wrote atomic.Bool
 	if traceSend {
@@ -283,8 +328,8 @@ func (p *Proxy) attempt(outgoing *http.Request, cancel context.CancelFunc, endpo
 		outgoing = outgoing.WithContext(httptrace.WithClientTrace(outgoing.Context(), trace))
 	}
 	var tryTimer *time.Timer
-	if p.TryTimeout > 0 {
-		tryTimer = time.AfterFunc(p.TryTimeout, cancel)
+	if headerTimeout > 0 {
+		tryTimer = time.AfterFunc(headerTimeout, cancel)
 	}
 	outgoing, framing := endpoints.WatchFraming(outgoing)
 	resp, err := p.Transport.RoundTrip(outgoing)
@@ -304,7 +349,7 @@ func (p *Proxy) attempt(outgoing *http.Request, cancel context.CancelFunc, endpo
 			resp.Body.Close()
 			resp = nil
 		}
-		err = fmt.Errorf("%w of %s", errTryTimeout, p.TryTimeout)
+		err = fmt.Errorf("%w of %s", errTryTimeout, headerTimeout.Round(time.Millisecond))
 	}
 	outcome := &endpointresponse.Outcome{Endpoint: endpoint, Attempt: number, Elapsed: time.Since(start), Cancel: cancel}
 	if err != nil {
@@ -334,7 +379,8 @@ func (rc *race) report(outcome *endpointresponse.Outcome) {
 		}
 		pool.Failed(endpoint, fmt.Errorf("non-terminal status %d", outcome.Status()))
 	case rc.in.Context().Err() != nil:
-	case errors.Is(outcome.Err, context.Canceled):
+	case errors.Is(outcome.Err, context.Canceled), rc.deadlinePassed():
+		// Cut short by a winner or the request's deadline: at least that slow.
 		pool.Outpaced(endpoint, outcome.Elapsed)
 		rc.proxy.Schedule.observe(outcome.Elapsed)
 	case errors.Is(outcome.Err, errTryTimeout):
