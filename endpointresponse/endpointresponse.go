@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"strings"
 	"sync"
@@ -88,20 +87,23 @@ func (o *Outcome) Copy(w http.ResponseWriter, idleTimeout time.Duration) (int64,
 	for name, values := range resp.Header {
 		header[name] = values
 	}
-	announced := make(map[string]bool, len(resp.Trailer))
+	var announced map[string]bool
+	if len(resp.Trailer) > 0 {
+		announced = make(map[string]bool, len(resp.Trailer))
+	}
 	for name := range resp.Trailer {
 		announced[name] = true
 		header.Add("Trailer", name)
 	}
 	w.WriteHeader(resp.StatusCode)
-	out := &clientWriter{w: w, controller: http.NewResponseController(w)}
+	out := &clientWriter{w: w, controller: *http.NewResponseController(w)}
 	defer out.finish()
 
-	body := resp.Body
+	var body io.Reader = resp.Body
 	if idleTimeout > 0 && o.Cancel != nil {
-		watched := &idleWatch{body: body, timeout: idleTimeout, cancel: o.Cancel}
-		defer watched.stop()
-		body = watched
+		out.idle = idleWatch{body: resp.Body, timeout: idleTimeout, cancel: o.Cancel}
+		defer out.idle.stop()
+		body = &out.idle
 	}
 	written, err := out.copyBody(body, streams(resp))
 	if err != nil && !errors.Is(err, ErrClientWrite) {
@@ -122,8 +124,12 @@ func (o *Outcome) Copy(w http.ResponseWriter, idleTimeout time.Duration) (int64,
 // streams reports whether a response should reach the client write by write
 // rather than when the server's buffer fills.
 func streams(resp *http.Response) bool {
-	mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	return resp.ContentLength < 0 || strings.EqualFold(mediaType, "text/event-stream")
+	if resp.ContentLength < 0 {
+		return true
+	}
+	// The media type alone, without mime.ParseMediaType's allocations.
+	mediaType, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";")
+	return strings.EqualFold(strings.TrimSpace(mediaType), "text/event-stream")
 }
 
 // copyBuffers holds the buffers bodies are copied through. Pooled: a 32 KiB
@@ -146,13 +152,15 @@ const headFlushDelay = time.Millisecond
 // its head is on the way within headFlushDelay.
 type clientWriter struct {
 	w          http.ResponseWriter
-	controller *http.ResponseController
+	controller http.ResponseController
 	// mu serialises the writer's use by the copy and by the head timer.
 	mu sync.Mutex
 	// flushed is set once the head was flushed; finished once Copy
 	// returned, after which the writer is not to be used.
 	flushed, finished bool
 	headTimer         *time.Timer
+	// idle watches the body's pace when an idle time-out is set.
+	idle idleWatch
 }
 
 // flushHead flushes what is written so far, head included, unless that was
@@ -197,7 +205,7 @@ func (c *clientWriter) copyBody(body io.Reader, streaming bool) (int64, error) {
 		if readErr != nil {
 			// What did arrive is genuine; the caller then cuts the connection.
 			c.mu.Lock()
-			_ = flush(c.controller)
+			_ = flush(&c.controller)
 			c.mu.Unlock()
 			return written, fmt.Errorf("reading the response body: %w", readErr)
 		}
@@ -214,7 +222,7 @@ func (c *clientWriter) write(p []byte, streaming bool) (int, error) {
 	}
 	if streaming {
 		c.flushed = true
-		if err := flush(c.controller); err != nil {
+		if err := flush(&c.controller); err != nil {
 			return wrote, err
 		}
 	}

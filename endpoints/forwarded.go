@@ -91,18 +91,31 @@ func setForwarded(header http.Header, in *http.Request, trusted TrustedProxies) 
 	if in.TLS != nil {
 		proto = "https"
 	}
-	appendToChain(header, headerForwardedFor, client.String())
+	ip := client.String()
+	var element strings.Builder
+	element.Grow(len("for=;host=;proto=https") + len(ip) + len(in.Host) + 6)
+	element.WriteString("for=")
+	writeForwardedValue(&element, nodeName(ip, client.Is6()))
+	if in.Host != "" {
+		element.WriteString(";host=")
+		writeForwardedValue(&element, in.Host)
+	}
+	element.WriteString(";proto=")
+	element.WriteString(proto)
+	// One backing array for the values set here, instead of one each.
+	values := make([]string, 0, 4)
+	set := func(name, value string) {
+		values = append(values, value)
+		header[name] = values[len(values)-1 : len(values) : len(values)]
+	}
+	set(headerForwardedFor, chain(header, headerForwardedFor, ip))
 	if header.Get(headerForwardedHost) == "" && in.Host != "" {
-		header.Set(headerForwardedHost, in.Host)
+		set(headerForwardedHost, in.Host)
 	}
 	if header.Get(headerForwardedProto) == "" {
-		header.Set(headerForwardedProto, proto)
+		set(headerForwardedProto, proto)
 	}
-	element := "for=" + forwardedValue(nodeName(client))
-	if in.Host != "" {
-		element += ";host=" + forwardedValue(in.Host)
-	}
-	appendToChain(header, headerForwarded, element+";proto="+proto)
+	set(headerForwarded, chain(header, headerForwarded, element.String()))
 }
 
 // dropForwarding deletes every header that claims where a request came from:
@@ -110,40 +123,71 @@ func setForwarded(header http.Header, in *http.Request, trusted TrustedProxies) 
 // CGI-style servers read as the same variables.
 func dropForwarding(header http.Header) {
 	for name := range header {
-		normal := strings.ReplaceAll(strings.ToLower(name), "_", "-")
-		if strings.HasPrefix(normal, "x-forwarded-") || normal == "forwarded" || normal == "x-real-ip" {
+		if hasPrefixLike(name, "x-forwarded-") || sameNameLike(name, "forwarded") || sameNameLike(name, "x-real-ip") {
 			delete(header, name)
 		}
 	}
 }
 
-// appendToChain sets name to its earlier values, joined, and then value.
-func appendToChain(header http.Header, name, value string) {
-	if prior := header.Values(name); len(prior) > 0 {
-		value = strings.Join(prior, ", ") + ", " + value
+// hasPrefixLike reports whether name starts with prefix (lower case), ignoring
+// case and reading '_' as '-'.
+func hasPrefixLike(name, prefix string) bool {
+	if len(name) < len(prefix) {
+		return false
 	}
-	header.Set(name, value)
+	for i := range len(prefix) {
+		c := name[i]
+		switch {
+		case c == '_':
+			c = '-'
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		if c != prefix[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// sameNameLike reports whether name is want (lower case), ignoring case and
+// reading '_' as '-'.
+func sameNameLike(name, want string) bool {
+	return len(name) == len(want) && hasPrefixLike(name, want)
+}
+
+// chain returns the earlier values of name in header, joined, followed by
+// value.
+func chain(header http.Header, name, value string) string {
+	if prior := header.Values(name); len(prior) > 0 {
+		return strings.Join(prior, ", ") + ", " + value
+	}
+	return value
 }
 
 // nodeName is an address as Forwarded writes it: IPv6 in brackets.
-func nodeName(addr netip.Addr) string {
-	if addr.Is6() {
-		return "[" + addr.String() + "]"
+func nodeName(ip string, is6 bool) string {
+	if is6 {
+		return "[" + ip + "]"
 	}
-	return addr.String()
+	return ip
 }
 
 // quotedPairs escapes what a quoted string must.
 var quotedPairs = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
 
-// forwardedValue quotes v as RFC 7239 wants unless it is a token.
-func forwardedValue(v string) string {
+// writeForwardedValue writes v as RFC 7239 wants: as it is when it is a
+// token, else quoted.
+func writeForwardedValue(b *strings.Builder, v string) {
 	for _, c := range v {
 		if !isTokenChar(c) {
-			return `"` + quotedPairs.Replace(v) + `"`
+			b.WriteByte('"')
+			_, _ = quotedPairs.WriteString(b, v)
+			b.WriteByte('"')
+			return
 		}
 	}
-	return v
+	b.WriteString(v)
 }
 
 // isTokenChar reports whether c may appear in an HTTP token (RFC 9110).

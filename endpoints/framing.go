@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
-	"net/http"
 	"net/http/httptrace"
 	"sync"
 	"sync/atomic"
@@ -37,46 +36,72 @@ func dialFraming(dial func(ctx context.Context, network, address string) (net.Co
 	}
 }
 
-// WatchFraming returns req with a trace that has the head of its response
-// checked as the bytes come in, and a function to call once RoundTrip has
-// returned that response. The function returns ErrAmbiguousFraming when the
-// head was ambiguous; the connection is then already closed, so it is never
-// reused, and the caller closes the body. It returns nil when the head was
-// fine or could not be checked: only plain HTTP/1 connections dialled by
-// NewTransport's transport are.
-func WatchFraming(req *http.Request) (*http.Request, func() error) {
-	var watched atomic.Pointer[framingConn]
-	ctx := req.Context()
-	trace := &httptrace.ClientTrace{
-		GotConn: func(info httptrace.GotConnInfo) {
-			// The request is not written yet, so its response cannot have begun.
-			if conn, ok := info.Conn.(*framingConn); ok {
-				conn.arm(ctx)
-				watched.Store(conn)
-			} else if tlsConn, ok := info.Conn.(*tls.Conn); ok && tlsConn.ConnectionState().NegotiatedProtocol != "h2" {
-				// Encrypted bytes cannot be checked, but the connection can
-				// still be reset when this request is cancelled. (HTTP/2
-				// cancels a stream, not the connection its streams share.)
-				if conn, ok := tlsConn.NetConn().(*framingConn); ok {
-					conn.setRequest(ctx)
-					watched.Store(conn)
-				}
-			}
-		},
-		PutIdleConn: func(error) {
-			// Done with the request: a later close is not its cancellation.
-			if conn := watched.Load(); conn != nil {
-				conn.setRequest(nil)
-			}
-		},
-	}
-	req = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
-	return req, func() error {
-		if conn := watched.Load(); conn != nil {
-			return conn.verdict()
+// Watch follows one attempt on its way through NewTransport's transport: it
+// has the head of the response checked as the bytes come in (see Verdict),
+// has the connection reset if the attempt is cancelled while it carries it,
+// and notes whether the request was written (see Wrote). Make one per
+// attempt with NewWatch and derive the request's context with Context.
+type Watch struct {
+	trace httptrace.ClientTrace
+	ctx   context.Context
+	conn  atomic.Pointer[framingConn]
+	wrote atomic.Bool
+}
+
+// NewWatch returns a Watch for an attempt whose context is ctx; the request
+// must be made with the context it returns.
+func NewWatch(ctx context.Context) (*Watch, context.Context) {
+	w := &Watch{}
+	w.trace.GotConn = w.gotConn
+	w.trace.PutIdleConn = w.putIdleConn
+	w.trace.WroteHeaders = w.wroteHeaders
+	w.ctx = httptrace.WithClientTrace(ctx, &w.trace)
+	return w, w.ctx
+}
+
+func (w *Watch) gotConn(info httptrace.GotConnInfo) {
+	// The request is not written yet, so its response cannot have begun.
+	if conn, ok := info.Conn.(*framingConn); ok {
+		conn.arm(w.ctx)
+		w.conn.Store(conn)
+	} else if tlsConn, ok := info.Conn.(*tls.Conn); ok && tlsConn.ConnectionState().NegotiatedProtocol != "h2" {
+		// Encrypted bytes cannot be checked, but the connection can still be
+		// reset when this request is cancelled. (HTTP/2 cancels a stream, not
+		// the connection its streams share.)
+		if conn, ok := tlsConn.NetConn().(*framingConn); ok {
+			conn.setRequest(w.ctx)
+			w.conn.Store(conn)
 		}
-		return nil
 	}
+}
+
+func (w *Watch) putIdleConn(error) {
+	// Done with the request: a later close is not its cancellation.
+	if conn := w.conn.Load(); conn != nil {
+		conn.setRequest(nil)
+	}
+}
+
+func (w *Watch) wroteHeaders() {
+	w.wrote.Store(true)
+}
+
+// Wrote reports whether the request's headers were written to a connection,
+// so that the endpoint may have acted on it.
+func (w *Watch) Wrote() bool {
+	return w.wrote.Load()
+}
+
+// Verdict is called once RoundTrip has returned a response. It returns
+// ErrAmbiguousFraming when the response's head was ambiguous; the connection
+// is then already closed, so it is never reused, and the caller closes the
+// body. It returns nil when the head was fine or could not be checked: only
+// plain HTTP/1 connections dialled by NewTransport's transport are.
+func (w *Watch) Verdict() error {
+	if conn := w.conn.Load(); conn != nil {
+		return conn.verdict()
+	}
+	return nil
 }
 
 // framingConn is a connection to an endpoint that, when armed for a request,
@@ -84,9 +109,9 @@ func WatchFraming(req *http.Request) (*http.Request, func() error) {
 // evidence of an ambiguous framing before its caller sees the response.
 type framingConn struct {
 	net.Conn
-	// request is the context of the request the connection carries, or
-	// last carried.
-	request atomic.Pointer[context.Context]
+	// request is the context of the request the connection carries, nil
+	// once it is done with it; guarded by mu.
+	request context.Context
 
 	mu sync.Mutex
 	// armed is set from the request's getting the connection to the end of
@@ -108,9 +133,9 @@ type framingConn struct {
 // arm starts checking the next response head, that of the request whose
 // context is ctx.
 func (c *framingConn) arm(ctx context.Context) {
-	c.setRequest(ctx)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.request = ctx
 	if c.err != nil {
 		return
 	}
@@ -122,11 +147,9 @@ func (c *framingConn) arm(ctx context.Context) {
 // setRequest records the context of the request the connection now carries,
 // or nil once it is done with it.
 func (c *framingConn) setRequest(ctx context.Context) {
-	if ctx == nil {
-		c.request.Store(nil)
-		return
-	}
-	c.request.Store(&ctx)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.request = ctx
 }
 
 // Close closes the connection. When its request was cancelled (a losing
@@ -137,10 +160,11 @@ func (c *framingConn) setRequest(ctx context.Context) {
 // every cancelled attempt, which under fan-out would pile up by the
 // thousand and could run out of local ports.
 func (c *framingConn) Close() error {
-	if ctx := c.request.Load(); ctx != nil && (*ctx).Err() != nil {
-		if tcp, ok := c.Conn.(*net.TCPConn); ok {
-			_ = tcp.SetLinger(0)
-		}
+	c.mu.Lock()
+	abandoned := c.request != nil && c.request.Err() != nil
+	c.mu.Unlock()
+	if tcp, ok := c.Conn.(*net.TCPConn); ok && abandoned {
+		_ = tcp.SetLinger(0)
 	}
 	return c.Conn.Close()
 }

@@ -134,13 +134,14 @@ func rawServer(t *testing.T, replies ...string) (url string, accepted *atomic.In
 // and returns the answer's body or the framing's verdict.
 func roundTrip(t *testing.T, transport *http.Transport, url string) (string, error) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, url, nil)
+	watch, ctx := NewWatch(t.Context())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	require.NoError(t, err)
-	req, framing := WatchFraming(req)
 	resp, err := transport.RoundTrip(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
-	if err := framing(); err != nil {
+	assert.True(t, watch.Wrote())
+	if err := watch.Verdict(); err != nil {
 		return "", err
 	}
 	body, err := io.ReadAll(resp.Body)
@@ -148,7 +149,7 @@ func roundTrip(t *testing.T, transport *http.Transport, url string) (string, err
 	return string(body), nil
 }
 
-func TestWatchFraming(t *testing.T) {
+func TestWatch(t *testing.T) {
 	t.Parallel()
 	const clean = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nclean"
 	ambiguous := []struct{ name, reply string }{
@@ -239,9 +240,9 @@ func TestCancelledRequestResetsItsConnection(t *testing.T) {
 			transport := NewTransport(1)
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
+			_, ctx = NewWatch(ctx)
 			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+listener.Addr().String()+"/", nil)
 			require.NoError(t, err)
-			req, _ = WatchFraming(req)
 			if tt.cancel {
 				done := make(chan error, 1)
 				go func() {

@@ -11,7 +11,7 @@ import (
 // endpoints are not dialled per request, never asks for compressed bodies it
 // would then have to undo (responses pass through as the endpoint sent them),
 // ignores HTTP_PROXY settings (the endpoints are called directly) and dials
-// connections that can check response heads for WatchFraming.
+// connections that a Watch can follow.
 func NewTransport(maxIdlePerHost int) *http.Transport {
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Transport{

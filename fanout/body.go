@@ -50,6 +50,10 @@ type requestBody struct {
 	memory   *replayMemory
 }
 
+// emptyBody is the body of every request without one. It holds nothing, so
+// nothing changes it.
+var emptyBody = &requestBody{replayable: true}
+
 // captureBody reads r's body into memory when it fits in limit bytes, holding
 // its bytes in memory's count up to memoryLimit; it fails with
 // errReplayMemoryFull when they do not fit. A larger body is left to stream:
@@ -57,7 +61,7 @@ type requestBody struct {
 // the body once no attempt reads it any more.
 func captureBody(r *http.Request, limit int64, memory *replayMemory, memoryLimit int64) (*requestBody, error) {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
-		return &requestBody{replayable: true}, nil
+		return emptyBody, nil
 	}
 	if r.ContentLength > limit {
 		return &requestBody{stream: r.Body, length: r.ContentLength, trailer: r.Trailer}, nil

@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptrace"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -45,11 +43,15 @@ type race struct {
 	// there (no select watches it), zero when there is no time-out.
 	deadline time.Time
 	// results is sized to maxAttempts, so no attempt blocks on sending.
-	results  chan *endpointresponse.Outcome
-	cancels  []context.CancelFunc
-	tried    []endpoints.Endpoint
-	attempts sync.WaitGroup
-	launched int
+	results chan *endpointresponse.Outcome
+	cancels []context.CancelFunc
+	tried   []endpoints.Endpoint
+	// cancelsArray and triedArray back cancels and tried for requests with
+	// few attempts, saving two allocations each.
+	cancelsArray [3]context.CancelFunc
+	triedArray   [3]endpoints.Endpoint
+	attempts     sync.WaitGroup
+	launched     int
 	// lastLaunch is when the latest attempt started, for the hedge delay.
 	lastLaunch time.Time
 	// heldBack says why an extra attempt that was wanted was not made.
@@ -86,7 +88,7 @@ func newRace(p *Proxy, in *http.Request, body *requestBody, protocol string, log
 	if p.Timeout > 0 {
 		deadline = time.Now().Add(p.Timeout)
 	}
-	return &race{
+	rc := &race{
 		log:         log,
 		proxy:       p,
 		schedule:    schedule,
@@ -98,9 +100,9 @@ func newRace(p *Proxy, in *http.Request, body *requestBody, protocol string, log
 		plan:        plan,
 		maxAttempts: maxAttempts,
 		results:     make(chan *endpointresponse.Outcome, maxAttempts),
-		cancels:     make([]context.CancelFunc, 0, maxAttempts),
-		tried:       make([]endpoints.Endpoint, 0, maxAttempts),
 	}
+	rc.cancels, rc.tried = rc.cancelsArray[:0], rc.triedArray[:0]
+	return rc
 }
 
 // run starts attempts on the proxy's schedule until one is terminal, all are
@@ -256,6 +258,7 @@ func (rc *race) launch() bool {
 	rc.tried = append(rc.tried, endpoint)
 	number := rc.launched + 1
 	ctx, cancel := context.WithCancel(rc.in.Context())
+	watch, ctx := endpoints.NewWatch(ctx)
 	rc.cancels = append(rc.cancels, cancel)
 	rc.launched++
 	rc.lastLaunch = time.Now()
@@ -283,13 +286,13 @@ func (rc *race) launch() bool {
 	headerTimeout := rc.headerTimeout()
 	if rc.inline {
 		// results has room for every attempt, so this does not block.
-		rc.results <- rc.proxy.attempt(outgoing, cancel, endpoint, number, headerTimeout, traceSend)
+		rc.results <- rc.proxy.attempt(outgoing, watch, cancel, endpoint, number, headerTimeout, traceSend)
 		return true
 	}
 	rc.attempts.Add(1)
 	go func() {
 		defer rc.attempts.Done()
-		rc.results <- rc.proxy.attempt(outgoing, cancel, endpoint, number, headerTimeout, traceSend)
+		rc.results <- rc.proxy.attempt(outgoing, watch, cancel, endpoint, number, headerTimeout, traceSend)
 	}()
 	return true
 }
@@ -317,27 +320,21 @@ func repeatable(r *http.Request) bool {
 	return r.Header.Get("Idempotency-Key") != ""
 }
 
-// attempt sends one outgoing request and waits for its headers, at most
-// headerTimeout (if positive). With traceSend, the outcome says whether a
-// failure happened before the request was written.
-func (p *Proxy) attempt(outgoing *http.Request, cancel context.CancelFunc, endpoint endpoints.Endpoint, number int, headerTimeout time.Duration, traceSend bool) *endpointresponse.Outcome {
+// attempt sends one outgoing request, made with watch's context, and waits
+// for its headers, at most headerTimeout (if positive). With traceSend, the
+// outcome says whether a failure happened before the request was written.
+func (p *Proxy) attempt(outgoing *http.Request, watch *endpoints.Watch, cancel context.CancelFunc, endpoint endpoints.Endpoint, number int, headerTimeout time.Duration, traceSend bool) *endpointresponse.Outcome {
 	start := time.Now()
-	var wrote atomic.Bool
-	if traceSend {
-		trace := &httptrace.ClientTrace{WroteHeaders: func() { wrote.Store(true) }}
-		outgoing = outgoing.WithContext(httptrace.WithClientTrace(outgoing.Context(), trace))
-	}
 	var tryTimer *time.Timer
 	if headerTimeout > 0 {
 		tryTimer = time.AfterFunc(headerTimeout, cancel)
 	}
-	outgoing, framing := endpoints.WatchFraming(outgoing)
 	resp, err := p.Transport.RoundTrip(outgoing)
 	if err == nil {
 		// Go's Transport reads a body that is both chunked and of a
 		// Content-Length by its chunks, but the endpoint may have meant the
 		// length: an answer that cannot be trusted counts as a failure.
-		if err = framing(); err != nil {
+		if err = watch.Verdict(); err != nil {
 			resp.Body.Close()
 			resp = nil
 		}
@@ -354,7 +351,7 @@ func (p *Proxy) attempt(outgoing *http.Request, cancel context.CancelFunc, endpo
 	outcome := &endpointresponse.Outcome{Endpoint: endpoint, Attempt: number, Elapsed: time.Since(start), Cancel: cancel}
 	if err != nil {
 		outcome.Err = fmt.Errorf("endpoint %d (%s): %w", endpoint.Index, endpoint, err)
-		outcome.NotSent = traceSend && !wrote.Load()
+		outcome.NotSent = traceSend && !watch.Wrote()
 		return outcome
 	}
 	outcome.Response = resp
