@@ -15,7 +15,7 @@ import (
 )
 
 // Accepted describes the accepted spelling of an endpoint, for error messages.
-const Accepted = "http:// or https:// base URLs with a host and an optional path prefix, " +
+const Accepted = "http://, https:// or h2c:// (HTTP/2 without TLS) base URLs with a host and an optional path prefix, " +
 	"comma-separated (http://host:8000,https://host/prefix)"
 
 // Endpoint is one upstream: a mirror of the API that the proxy serves.
@@ -34,7 +34,7 @@ func (e Endpoint) String() string {
 // List is the configured endpoints, in priority order.
 type List []Endpoint
 
-// Parse parses a comma-separated list of base URLs. Each must be http or https,
+// Parse parses a comma-separated list of base URLs. Each must be http, https or h2c,
 // name a host, and carry no credentials, query or fragment.
 func Parse(spec string) (List, error) {
 	if strings.TrimSpace(spec) == "" {
@@ -71,7 +71,7 @@ func parseURL(raw string) (*url.URL, error) {
 	}
 	u.Scheme = strings.ToLower(u.Scheme)
 	switch {
-	case u.Scheme != "http" && u.Scheme != "https":
+	case u.Scheme != "http" && u.Scheme != "https" && u.Scheme != schemeH2C:
 		if u.Scheme == "" {
 			return nil, fmt.Errorf("no scheme")
 		}

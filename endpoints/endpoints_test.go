@@ -43,6 +43,7 @@ func TestParseAccepts(t *testing.T) {
 	}{
 		{name: "one http", spec: "http://localhost:8000", want: []string{"http://localhost:8000"}},
 		{name: "https without port", spec: "https://api.example.com", want: []string{"https://api.example.com"}},
+		{name: "h2c", spec: "h2c://10.0.0.1:8000/p", want: []string{"h2c://10.0.0.1:8000/p"}},
 		{name: "path prefix", spec: "http://host/public-apis", want: []string{"http://host/public-apis"}},
 		{name: "path prefix with trailing slash", spec: "http://host:81/p/", want: []string{"http://host:81/p/"}},
 		{name: "ipv6 literal", spec: "http://[::1]:8080", want: []string{"http://[::1]:8080"}},
@@ -69,7 +70,7 @@ func TestParseAccepts(t *testing.T) {
 				assert.Equal(t, i, e.Index, "index of %s", e)
 				require.NotNil(t, e.URL)
 				assert.Equal(t, tt.want[i], e.String())
-				assert.Contains(t, []string{"http", "https"}, e.URL.Scheme)
+				assert.Contains(t, []string{"http", "https", "h2c"}, e.URL.Scheme)
 			}
 		})
 	}

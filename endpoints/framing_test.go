@@ -132,7 +132,7 @@ func rawServer(t *testing.T, replies ...string) (url string, accepted *atomic.In
 
 // roundTrip sends a GET to url through transport with its framing watched,
 // and returns the answer's body or the framing's verdict.
-func roundTrip(t *testing.T, transport *http.Transport, url string) (string, error) {
+func roundTrip(t *testing.T, transport *Transport, url string) (string, error) {
 	t.Helper()
 	watch, ctx := NewWatch(t.Context())
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -191,7 +191,7 @@ func TestWatch(t *testing.T) {
 		}))
 		t.Cleanup(srv.Close)
 		transport := NewTransport(1)
-		transport.TLSClientConfig = srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+		transport.http1.TLSClientConfig = srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
 		t.Cleanup(transport.CloseIdleConnections)
 		body, err := roundTrip(t, transport, srv.URL)
 		require.NoError(t, err)
