@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	stdlog "log"
 	"net"
 	"net/http"
 	"os"
@@ -72,6 +71,9 @@ type CLI struct {
 	MaxHeaders          int                      `default:"100" help:"Most header fields in a request; more get 431 (0: no cap)."`
 	MaxBody             byteSize                 `default:"0" help:"Largest request body (bytes, or with KiB, MiB, GiB); a Content-Length above it gets 413 at once, a chunked body when it crosses it (0: no cap)."`
 	BodyReadTimeout     time.Duration            `default:"60s" help:"How long a client may pause while sending its request body before the request fails with 408 (0: no limit)."`
+	TLSCert             string                   `name:"tls-cert" placeholder:"FILE" help:"Serve HTTPS (and HTTP/2) with this PEM certificate chain; needs --tls-key. Default: plain HTTP."`
+	TLSKey              string                   `name:"tls-key" placeholder:"FILE" help:"The PEM private key of --tls-cert."`
+	H2C                 bool                     `name:"h2c" help:"Also accept HTTP/2 without TLS (prior knowledge, as gRPC and curl --http2-prior-knowledge send it)."`
 	DebugAddress        string                   `placeholder:"HOST:PORT" help:"Serve Go's profiles (/debug/pprof/: CPU, allocations, goroutines) on this address, such as 127.0.0.1:6060. Keep it off public interfaces. Default: off."`
 	LogPrefix           string                   `original:"" default:"balancing-reverse-proxy" help:"Prefix of every text log line."`
 	LogFile             string                   `original:"" default:"stdout" help:"Where logs go: stdout, stderr, or a file (appended to)."`
@@ -91,6 +93,9 @@ func (c *CLI) Validate() error {
 	}
 	if err := checkAddress("--address", c.Address); err != nil {
 		return err
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return fmt.Errorf("--tls-cert %q and --tls-key %q: accepted: both (a certificate and its key) or neither", c.TLSCert, c.TLSKey)
 	}
 	if c.DebugAddress != "" {
 		if err := checkAddress("--debug-address", c.DebugAddress); err != nil {
@@ -312,32 +317,17 @@ func (c *CLI) serve(ctx context.Context, releaseSignals func()) error {
 		proxy.Budget = budget.New(float64(*c.HedgeBudget), budget.DefaultFloor, 0)
 	}
 	limits := inbound.Limits{MaxHeaders: c.MaxHeaders, MaxBody: int64(c.MaxBody), BodyReadTimeout: c.BodyReadTimeout}
-	server := &http.Server{
-		Handler:           hlog.NewHandler(logger)(hlog.RequestIDHandler("request_id", "X-Request-Id")(limits.Handler(proxy))),
-		ReadHeaderTimeout: c.ReadHeaderTimeout,
-		IdleTimeout:       c.IdleTimeout,
-		MaxHeaderBytes:    int(c.MaxHeaderBytes),
-		ErrorLog:          stdlog.New(logger.With().Str("source", "http.Server").Logger(), "", 0),
+	handler := hlog.NewHandler(logger)(hlog.RequestIDHandler("request_id", "X-Request-Id")(limits.Handler(proxy)))
+	server, listener, err := c.listen(handler, logger)
+	if err != nil {
+		return err
 	}
-
 	// Upgraded connections are the handlers'; Shutdown does not wait for them.
 	server.RegisterOnShutdown(proxy.CloseTunnels)
-
-	tcpListener, err := net.Listen("tcp", c.Address)
-	if err != nil {
-		return fmt.Errorf("--address %q: %w", c.Address, err)
-	}
-	listener := inbound.NewListener(tcpListener, inbound.ListenerOptions{
-		MaxConnections: c.MaxConnections,
-		OnReject: func(remote net.Addr, reason string) {
-			logger.Info().Str("remote", remote.String()).Int("status", http.StatusBadRequest).Str("reason", reason).
-				Msg("request refused for its framing")
-		},
-	})
 	for _, endpoint := range c.Endpoints {
 		logger.Info().Int("endpoint", endpoint.Index).Str("url", endpoint.String()).Msg("configured endpoint")
 	}
-	logger.Info().Str("address", listener.Addr().String()).Str("mode", schedule.String()).
+	logger.Info().Str("address", listener.Addr().String()).Str("mode", schedule.String()).Str("protocols", server.Protocols.String()).
 		Str("terminal", c.TerminalResponses.String()).Str("order", string(c.Order)).Msg("listening")
 	if c.DebugAddress != "" {
 		debug, err := startDebugServer(c.DebugAddress)

@@ -100,6 +100,10 @@ type checker struct {
 	remaining uint64
 	// reason says why a request was rejected.
 	reason string
+	// h2c lets a connection that opens with HTTP/2's preface go unchecked;
+	// requests counts the heads seen, since only the first can be that.
+	h2c      bool
+	requests int
 }
 
 // headFacts is what a request head says that the checker needs.
@@ -117,8 +121,10 @@ type headFacts struct {
 	fieldError bool
 }
 
-func newChecker() *checker {
-	return &checker{atLineStart: true, afterPOST: -1}
+// newChecker returns a checker for a new connection; with h2c, one that
+// opens with HTTP/2's preface is let go unchecked.
+func newChecker(h2c bool) *checker {
+	return &checker{atLineStart: true, afterPOST: -1, h2c: h2c}
 }
 
 // feed takes the next bytes read from the client. The first pass bytes of in
@@ -302,6 +308,12 @@ func (c *checker) endLine() {
 // requestLine parses the request line as Go's server splits it: at the first
 // two spaces. A line it refuses makes this the last head passed on.
 func (c *checker) requestLine(line []byte) {
+	c.requests++
+	if c.h2c && c.requests == 1 && string(line) == "PRI * HTTP/2.0" {
+		// HTTP/2 with prior knowledge, for the server to speak.
+		c.phase = unchecked
+		return
+	}
 	method, rest, ok1 := bytes.Cut(line, []byte(" "))
 	_, proto, ok2 := bytes.Cut(rest, []byte(" "))
 	major, minor, ok := http.ParseHTTPVersion(string(proto))

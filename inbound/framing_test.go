@@ -17,7 +17,7 @@ import (
 // checkAll feeds raw to a new checker in pieces of size step (0: all at once)
 // and returns what goes on to the server and the rejection reason.
 func checkAll(raw string, step int) (string, string) {
-	c := newChecker()
+	c := newChecker(false)
 	var out []byte
 	in := []byte(raw)
 	for len(in) > 0 {

@@ -1,6 +1,7 @@
 package inbound
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -33,6 +34,11 @@ type Limits struct {
 // answers itself.
 func (l Limits) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil {
+			// Over TLS, a checked HTTP/1 connection hides its TLS from the
+			// server (see ConnContext).
+			r.TLS, _ = r.Context().Value(tlsStateKey{}).(*tls.ConnectionState)
+		}
 		if status, reason := l.refusal(r); status != 0 {
 			refuse(w, r, status, reason)
 			return

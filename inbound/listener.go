@@ -7,9 +7,11 @@
 package inbound
 
 import (
+	"crypto/tls"
 	"io"
 	"net"
 	"sync"
+	"time"
 )
 
 // Listener wraps a net.Listener: it holds at most MaxConnections client
@@ -29,6 +31,10 @@ type Listener struct {
 	closeOnce sync.Once
 	// onReject is told about each rejected request.
 	onReject func(remote net.Addr, reason string)
+	// h2c lets a connection that opens with HTTP/2's preface go unchecked.
+	h2c bool
+	// tls, when set, has connections served over TLS (see tls.go).
+	tls *tlsAcceptor
 }
 
 // ListenerOptions configure a Listener.
@@ -40,19 +46,51 @@ type ListenerOptions struct {
 	// OnReject, if not nil, is called with the client's address and the
 	// reason whenever a request is rejected for its framing.
 	OnReject func(remote net.Addr, reason string)
+	// H2C lets clients speak HTTP/2 without TLS (prior knowledge): such a
+	// connection is not checked, HTTP/2 framing being another matter. The
+	// server must accept unencrypted HTTP/2 too.
+	H2C bool
+	// TLS, if not nil, serves every connection over TLS with this
+	// configuration, HTTP/2 where the client negotiates it (the server must
+	// then serve HTTP/2), checked HTTP/1 otherwise. The server's ConnState
+	// must call the Listener's ConnState, and its ConnContext ConnContext.
+	TLS *tls.Config
+	// HandshakeTimeout bounds a TLS handshake; if zero, it is 10s.
+	HandshakeTimeout time.Duration
 }
 
 // NewListener returns l with a cap on connections and request checks.
 func NewListener(l net.Listener, opts ListenerOptions) *Listener {
-	listener := &Listener{Listener: l, closed: make(chan struct{}), onReject: opts.OnReject}
+	listener := &Listener{Listener: l, closed: make(chan struct{}), onReject: opts.OnReject, h2c: opts.H2C}
 	if opts.MaxConnections > 0 {
 		listener.slots = make(chan struct{}, opts.MaxConnections)
+	}
+	if opts.TLS != nil {
+		listener.tls = newTLSAcceptor(listener, opts.TLS, opts.HandshakeTimeout)
 	}
 	return listener
 }
 
-// Accept waits for a free slot, then for a connection, and returns it wrapped.
+// Accept waits for a free slot, then for a connection, and returns it wrapped
+// (over TLS, once its handshake is done).
 func (l *Listener) Accept() (net.Conn, error) {
+	if l.tls != nil {
+		return l.tls.accept()
+	}
+	c, err := l.acceptRaw()
+	if err != nil {
+		return nil, err
+	}
+	return l.checked(c), nil
+}
+
+// checked wraps c so that its requests are checked.
+func (l *Listener) checked(c net.Conn) *conn {
+	return &conn{Conn: c, check: newChecker(l.h2c), listener: l}
+}
+
+// acceptRaw waits for a free slot, then for a TCP connection.
+func (l *Listener) acceptRaw() (net.Conn, error) {
 	if l.slots != nil {
 		select {
 		case l.slots <- struct{}{}:
@@ -65,7 +103,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 		l.release()
 		return nil, err
 	}
-	return &conn{Conn: c, check: newChecker(), listener: l}, nil
+	return c, nil
 }
 
 // Close closes the listener; an Accept waiting for a slot returns at once.
