@@ -6,36 +6,56 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 // BenchmarkProxy measures one GET with a 1 KiB answer through the proxy over
 // loopback, in each mode, against the endpoint called directly ("direct"), so
-// that the proxy's cost is the difference. Run:
+// that the proxy's cost is the difference; fan-out to 1, 2 and 3 endpoints
+// shows the cost of each extra endpoint, over HTTP/1 and HTTP/2 (h2c), and
+// "hedged" the cost of the hedging machinery when no hedge is sent. Run:
 //
 //	go test -run XXX -bench Proxy -benchmem -count 5 ./fanout/
 func BenchmarkProxy(b *testing.B) {
 	body := strings.Repeat("x", 1024)
-	var urls []string
+	answer := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, body)
+	})
+	var urls, h2cURLs []string
 	for range 3 {
-		endpoint := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			_, _ = io.WriteString(w, body)
-		}))
+		endpoint := httptest.NewServer(answer)
 		b.Cleanup(endpoint.Close)
 		urls = append(urls, endpoint.URL)
+		h2c := httptest.NewUnstartedServer(answer)
+		h2c.Config.Protocols = new(http.Protocols)
+		h2c.Config.Protocols.SetUnencryptedHTTP2(true)
+		h2c.Start()
+		b.Cleanup(h2c.Close)
+		h2cURLs = append(h2cURLs, "h2c://"+strings.TrimPrefix(h2c.URL, "http://"))
 	}
 	targets := []struct {
 		name string
 		url  func(b *testing.B) string
+		// h2c has the client speak HTTP/2 without TLS to the proxy.
+		h2c bool
 	}{
-		{"direct", func(*testing.B) string { return urls[0] }},
-		{"serial", func(b *testing.B) string { return serveBench(b, Serial(), urls) }},
-		{"fan-out-1", func(b *testing.B) string { return serveBench(b, FanOut(), urls[:1]) }},
-		{"fan-out-3", func(b *testing.B) string { return serveBench(b, FanOut(), urls) }},
+		{name: "direct", url: func(*testing.B) string { return urls[0] }},
+		{name: "serial", url: func(b *testing.B) string { return serveBench(b, Serial(), urls, false) }},
+		{name: "hedged", url: func(b *testing.B) string { return serveBench(b, hedgedAfter(time.Second), urls, false) }},
+		{name: "fan-out-1", url: func(b *testing.B) string { return serveBench(b, FanOut(), urls[:1], false) }},
+		{name: "fan-out-2", url: func(b *testing.B) string { return serveBench(b, FanOut(), urls[:2], false) }},
+		{name: "fan-out-3", url: func(b *testing.B) string { return serveBench(b, FanOut(), urls, false) }},
+		{name: "fan-out-3-h2c-endpoints", url: func(b *testing.B) string { return serveBench(b, FanOut(), h2cURLs, false) }},
+		{name: "serial-h2c-client", url: func(b *testing.B) string { return serveBench(b, Serial(), urls, true) }, h2c: true},
 	}
 	for _, target := range targets {
 		b.Run(target.name, func(b *testing.B) {
 			url := target.url(b) + "/bench"
 			transport := &http.Transport{MaxIdleConnsPerHost: 1}
+			if target.h2c {
+				transport.Protocols = new(http.Protocols)
+				transport.Protocols.SetUnencryptedHTTP2(true)
+			}
 			b.Cleanup(transport.CloseIdleConnections)
 			client := &http.Client{Transport: transport}
 			b.ReportAllocs()
@@ -53,9 +73,17 @@ func BenchmarkProxy(b *testing.B) {
 	}
 }
 
-func serveBench(b *testing.B, schedule Schedule, urls []string) string {
+// serveBench serves a proxy with schedule in front of urls, over HTTP/2
+// without TLS too when h2c, and returns its URL.
+func serveBench(b *testing.B, schedule Schedule, urls []string, h2c bool) string {
 	b.Helper()
-	srv := httptest.NewServer(buildProxy(b, schedule, urls))
+	srv := httptest.NewUnstartedServer(buildProxy(b, schedule, urls))
+	if h2c {
+		srv.Config.Protocols = new(http.Protocols)
+		srv.Config.Protocols.SetHTTP1(true)
+		srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	}
+	srv.Start()
 	b.Cleanup(srv.Close)
 	return srv.URL
 }
