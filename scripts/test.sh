@@ -35,6 +35,9 @@ go vet ./...
 echo "== go test -race"
 go test -race -count=1 ./...
 
+echo "== allocations per request, against scripts/allocs-baseline.txt"
+scripts/allocs.sh
+
 echo "== multi-test.sh (three dummy servers, the proxy in fan-out mode)"
 BASE_PORT="${BASE_PORT:-18000}" PROXY_PORT="${PROXY_PORT:-18080}" scripts/multi-test.sh
 
