@@ -4,12 +4,21 @@
 // row, and sends a constant request rate through it (or to an endpoint
 // directly), measuring each latency from the request's intended send time.
 //
-//	go run ./scripts/bench                       # every scenario, 200/s, 3s warm-up + 20s per row
+// The overhead scenario (not part of "all") measures instead what the proxy
+// itself costs against the endpoint called directly, nginx and HAProxy:
+// closed-loop throughput with wrk, the latency added at a moderate open-loop
+// rate, and the proxy's memory per request in flight. It needs wrk; nginx and
+// HAProxy rows are marked unavailable where those are not installed.
+//
+//	go run ./scripts/bench                       # every tail scenario, 200/s, 3s warm-up + 20s per row
 //	go run ./scripts/bench -scenario tail -duration 10s
 //	go run ./scripts/bench -duration 2s -warmup 500ms -rate 100   # a quick smoke run
+//	go run ./scripts/bench -scenario overhead    # about 8 minutes
+//	go run ./scripts/bench -scenario overhead -overhead-runs 1 -overhead-duration 3s   # about 1 minute
 //
 // Exit status: 0 when every row ran (targets missed or not), 1 on a harness
-// error (the build, a proxy that crashed or could not start, an interrupt),
+// error (the build, a proxy that crashed or could not start, wrk missing for
+// the overhead scenario, an interrupt),
 // 2 on a bad command line, 3 with -strict when a target was missed or could not
 // be checked.
 package main
@@ -48,6 +57,15 @@ type config struct {
 	strict      bool
 	timeout     time.Duration
 	maxInFlight int
+
+	// overhead selects the overhead scenario, whose knobs follow.
+	overhead         bool
+	overheadRuns     int
+	overheadDuration time.Duration
+	overheadRate     float64
+	// overheadWarmup and overheadInFlight have no flag; tests make them small.
+	overheadWarmup   time.Duration
+	overheadInFlight int
 }
 
 // maxRequestsPerRow bounds a row's request count, whatever the flags.
@@ -67,17 +85,21 @@ func main() {
 
 // parseFlags reads args (without the program name).
 func parseFlags(args []string, stderr io.Writer) (config, error) {
-	var cfg config
+	cfg := config{overheadWarmup: defaultOverheadWarmup, overheadInFlight: defaultOverheadInFlight}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Float64Var(&cfg.rate, "rate", 200, "requests per second, sent open-loop at a constant rate")
 	fs.DurationVar(&cfg.duration, "duration", 20*time.Second, "measured time of each row")
 	fs.DurationVar(&cfg.warmup, "warmup", 3*time.Second, "time of each row sent before the measured phase and not recorded")
-	scenarioList := fs.String("scenario", "all", "scenarios to run, comma-separated: all, "+strings.Join(scenarioNames, ", "))
+	scenarioList := fs.String("scenario", "all", "scenarios to run, comma-separated: all (the tail scenarios: "+strings.Join(scenarioNames, ", ")+
+		"), any of those, or "+overheadScenario+" (not part of all: it needs wrk and takes about 8 minutes)")
 	fs.StringVar(&cfg.proxyPath, "proxy", "", "prebuilt proxy binary (default: build it from the module root with go build)")
 	fs.BoolVar(&cfg.strict, "strict", false, "exit with status 3 when a target is missed or cannot be checked")
 	fs.DurationVar(&cfg.timeout, "timeout", 10*time.Second, "time-out of each request from its send, counted as an error")
 	fs.IntVar(&cfg.maxInFlight, "max-in-flight", 2000, "most requests outstanding at once; a request due beyond that is dropped")
+	fs.IntVar(&cfg.overheadRuns, "overhead-runs", defaultOverheadRuns, "overhead: runs of each figure, whose median is reported")
+	fs.DurationVar(&cfg.overheadDuration, "overhead-duration", defaultOverheadDuration, "overhead: measured time of each run (whole seconds, for wrk)")
+	fs.Float64Var(&cfg.overheadRate, "overhead-rate", defaultOverheadRate, "overhead: requests per second of the open-loop runs")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -95,9 +117,18 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return cfg, fmt.Errorf("-timeout %s: accepted: above 0, at most 1m", cfg.timeout)
 	case cfg.maxInFlight < 1 || cfg.maxInFlight > 100_000:
 		return cfg, fmt.Errorf("-max-in-flight %d: accepted: 1 to 100000", cfg.maxInFlight)
+	case cfg.overheadRuns < 1 || cfg.overheadRuns > 20:
+		return cfg, fmt.Errorf("-overhead-runs %d: accepted: 1 to 20", cfg.overheadRuns)
+	case cfg.overheadDuration < time.Second || cfg.overheadDuration > 10*time.Minute || cfg.overheadDuration%time.Second != 0:
+		return cfg, fmt.Errorf("-overhead-duration %s: accepted: whole seconds, 1s to 10m", cfg.overheadDuration)
+	case !(cfg.overheadRate > 0 && cfg.overheadRate <= 100_000):
+		return cfg, fmt.Errorf("-overhead-rate %g: accepted: above 0, at most 100000", cfg.overheadRate)
 	}
 	if warm, measured := phaseCounts(cfg.rate, cfg.warmup, cfg.duration); warm+measured > maxRequestsPerRow {
 		return cfg, fmt.Errorf("-rate x (-warmup + -duration) is %d requests per row; accepted: at most %d", warm+measured, maxRequestsPerRow)
+	}
+	if warm, measured := phaseCounts(cfg.overheadRate, cfg.overheadWarmup, cfg.overheadDuration); warm+measured > maxRequestsPerRow {
+		return cfg, fmt.Errorf("-overhead-rate x -overhead-duration is %d requests per run; accepted: at most %d", warm+measured, maxRequestsPerRow)
 	}
 	for name := range strings.SplitSeq(*scenarioList, ",") {
 		name = strings.TrimSpace(name)
@@ -106,8 +137,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 			cfg.scenarios = append(cfg.scenarios, scenarioNames...)
 		case slices.Contains(scenarioNames, name):
 			cfg.scenarios = append(cfg.scenarios, name)
+		case name == overheadScenario:
+			cfg.overhead = true
 		default:
-			return cfg, fmt.Errorf("-scenario %q: accepted: all, %s", name, strings.Join(scenarioNames, ", "))
+			return cfg, fmt.Errorf("-scenario %q: accepted: all, %s, %s", name, strings.Join(scenarioNames, ", "), overheadScenario)
 		}
 	}
 	cfg.scenarios = uniqueInOrder(cfg.scenarios)
@@ -137,15 +170,37 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 
+	var tl tools
+	if cfg.overhead {
+		tl = tools{wrk: lookTool("wrk", false), nginx: lookTool("nginx", true), haproxy: lookTool("haproxy", true)}
+		if tl.wrk == "" {
+			fmt.Fprintln(stderr, "bench: -scenario overhead needs wrk, which is not on PATH: apt-get install wrk")
+			return exitHarnessError
+		}
+		dir, err := os.MkdirTemp("", "bench-overhead-")
+		if err != nil {
+			fmt.Fprintf(stderr, "bench: %v\n", err)
+			return exitHarnessError
+		}
+		defer os.RemoveAll(dir)
+		tl.dir = dir
+		if tl.wrkScript, err = writeWrkScript(dir); err != nil {
+			fmt.Fprintf(stderr, "bench: %v\n", err)
+			return exitHarnessError
+		}
+	}
+
 	fmt.Fprintf(stdout, "machine: %d CPUs (GOMAXPROCS %d), %s/%s, %s\n",
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	// Under go run the program's path is a throw-away build directory, so the
 	// line shows its name and the arguments exactly as given.
 	fmt.Fprintf(stdout, "command: %s\n", shellQuote(append([]string{filepath.Base(args[0])}, args[1:]...)))
-	fmt.Fprintf(stdout, "load: %g requests/s open-loop, %s warm-up (not recorded) + %s measured per row, %s time-out, at most %d in flight\n",
-		cfg.rate, cfg.warmup, cfg.duration, cfg.timeout, cfg.maxInFlight)
-	fmt.Fprintln(stdout, "latency: ms from each request's intended send time to the end of its body, every sent request (errors too);")
-	fmt.Fprintln(stdout, "extra load: upstream requests of the measured phase / client requests - 1; cpu: % of one core over the row")
+	if len(cfg.scenarios) > 0 {
+		fmt.Fprintf(stdout, "load: %g requests/s open-loop, %s warm-up (not recorded) + %s measured per row, %s time-out, at most %d in flight\n",
+			cfg.rate, cfg.warmup, cfg.duration, cfg.timeout, cfg.maxInFlight)
+		fmt.Fprintln(stdout, "latency: ms from each request's intended send time to the end of its body, every sent request (errors too);")
+		fmt.Fprintln(stdout, "extra load: upstream requests of the measured phase / client requests - 1; cpu: % of one core over the row")
+	}
 
 	proxyPath := cfg.proxyPath
 	if proxyPath == "" {
@@ -168,7 +223,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "proxy: %s\n", proxyPath)
 
-	rn := &runner{cfg: cfg, proxyPath: proxyPath, progress: stderr}
+	rn := &runner{cfg: cfg, proxyPath: proxyPath, tools: tl, progress: stderr}
 	all := scenarios()
 	results := make(map[string][]result)
 	var harnessErrs []error
@@ -181,6 +236,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return exitHarnessError
 		}
 		results[name] = rows
+		if err != nil {
+			harnessErrs = append(harnessErrs, err)
+		}
+	}
+	if cfg.overhead {
+		err := rn.runOverhead(ctx, defaultOverheadPlan(), stdout)
+		if ctx.Err() != nil {
+			fmt.Fprintf(stderr, "bench: interrupted: %v\n", ctx.Err())
+			return exitHarnessError
+		}
 		if err != nil {
 			harnessErrs = append(harnessErrs, err)
 		}

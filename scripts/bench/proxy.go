@@ -105,33 +105,77 @@ func firstLine(s string) string {
 	return ""
 }
 
-// proxyProcess is a running proxy started by startProxy; stop ends it.
+// lastLine returns the last non-blank line of s, trimmed.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}
+
+// proxyProcess is a running server the harness started (the proxy, nginx or
+// HAProxy); stop ends it, by its PID.
 type proxyProcess struct {
-	cmd    *exec.Cmd
-	addr   string
-	stdout *cappedBuffer
-	stderr *cappedBuffer
+	// name says which server it is in messages, such as "the proxy".
+	name string
+	// usageStatus, if not 0, is the exit status of a command line the server
+	// rejects: such an exit is an *UnavailableError.
+	usageStatus int
+	// lastLine makes an exit's message the last line of the server's output
+	// rather than the first: HAProxy prints notices before its alert.
+	lastLine bool
+	cmd      *exec.Cmd
+	addr     string
+	stdout   *cappedBuffer
+	stderr   *cappedBuffer
 	// exited is closed once the process has been waited for; waitErr and
 	// cmd.ProcessState are set by then.
 	exited  chan struct{}
 	waitErr error
 }
 
-// URL is the proxy's base URL.
+// URL is the server's base URL.
 func (p *proxyProcess) URL() string {
 	return "http://" + p.addr
 }
 
+// serverSpec is how to start a server that listens on an address it is given.
+type serverSpec struct {
+	// name, usageStatus and lastLine are those of proxyProcess.
+	name        string
+	usageStatus int
+	lastLine    bool
+	path        string
+	// args returns the command line for listening on addr; it may write a
+	// configuration file first.
+	args func(addr string) ([]string, error)
+}
+
 // startProxy starts the binary at path in front of endpointURLs with the mode's
 // flags on a free port of 127.0.0.1 and returns once it answers HTTP. A proxy
-// that rejects its command line gives an *UnavailableError. A proxy that exits
-// for another reason (such as its port taken in the meantime) is retried on
-// another port a few times.
+// that rejects its command line gives an *UnavailableError.
 func startProxy(ctx context.Context, path string, endpointURLs, modeArgs []string) (*proxyProcess, error) {
+	return startServer(ctx, serverSpec{
+		name:        "the proxy",
+		usageStatus: proxyUsageStatus,
+		path:        path,
+		args: func(addr string) ([]string, error) {
+			return append([]string{
+				"-address", addr,
+				"-endpoints", strings.Join(endpointURLs, ","),
+				"-log-level", "warn",
+			}, modeArgs...), nil
+		},
+	})
+}
+
+// startServer starts spec on a free port of 127.0.0.1 and returns once it
+// answers HTTP. A server that exits for another reason than its command line
+// (such as its port taken in the meantime) is retried on another port a few
+// times.
+func startServer(ctx context.Context, spec serverSpec) (*proxyProcess, error) {
 	var err error
 	for range proxyStartTries {
 		var p *proxyProcess
-		p, err = startProxyOnce(ctx, path, endpointURLs, modeArgs)
+		p, err = startServerOnce(ctx, spec)
 		if err == nil {
 			return p, nil
 		}
@@ -143,29 +187,31 @@ func startProxy(ctx context.Context, path string, endpointURLs, modeArgs []strin
 	return nil, err
 }
 
-func startProxyOnce(ctx context.Context, path string, endpointURLs, modeArgs []string) (*proxyProcess, error) {
+func startServerOnce(ctx context.Context, spec serverSpec) (*proxyProcess, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	args := append([]string{
-		"-address", addr,
-		"-endpoints", strings.Join(endpointURLs, ","),
-		"-log-level", "warn",
-	}, modeArgs...)
+	args, err := spec.args(addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", spec.name, err)
+	}
 	p := &proxyProcess{
-		cmd:    exec.Command(path, args...),
-		addr:   addr,
-		stdout: &cappedBuffer{limit: 64 << 10},
-		stderr: &cappedBuffer{limit: 64 << 10},
-		exited: make(chan struct{}),
+		name:        spec.name,
+		usageStatus: spec.usageStatus,
+		lastLine:    spec.lastLine,
+		cmd:         exec.Command(spec.path, args...),
+		addr:        addr,
+		stdout:      &cappedBuffer{limit: 64 << 10},
+		stderr:      &cappedBuffer{limit: 64 << 10},
+		exited:      make(chan struct{}),
 	}
 	p.cmd.Stdout = p.stdout
 	p.cmd.Stderr = p.stderr
 	setParentDeathSignal(p.cmd)
 	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting the proxy: %w", err)
+		return nil, fmt.Errorf("starting %s: %w", spec.name, err)
 	}
 	go func() {
 		p.waitErr = p.cmd.Wait()
@@ -188,7 +234,7 @@ func freePort() (int, error) {
 	return listener.Addr().(*net.TCPAddr).Port, nil
 }
 
-// waitReady polls the proxy until it answers any HTTP request, it exits, ctx
+// waitReady polls the server until it answers any HTTP request, it exits, ctx
 // ends or proxyReadyTimeout passes.
 func (p *proxyProcess) waitReady(ctx context.Context) error {
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: time.Second}
@@ -208,26 +254,30 @@ func (p *proxyProcess) waitReady(ctx context.Context) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("the proxy did not answer on %s within %s", p.addr, proxyReadyTimeout)
+	return fmt.Errorf("%s did not answer on %s within %s", p.name, p.addr, proxyReadyTimeout)
 }
 
-// exitError describes why the exited proxy ended: an *UnavailableError for a
+// exitError describes why the exited server ended: an *UnavailableError for a
 // usage error, else its status and first line of output.
 func (p *proxyProcess) exitError() error {
-	line := firstLine(p.stderr.String())
+	pick := firstLine
+	if p.lastLine {
+		pick = lastLine
+	}
+	line := pick(p.stderr.String())
 	if line == "" {
-		line = firstLine(p.stdout.String())
+		line = pick(p.stdout.String())
 	}
 	if line == "" {
 		line = fmt.Sprintf("exited: %v", p.waitErr)
 	}
-	if p.cmd.ProcessState.ExitCode() == proxyUsageStatus {
+	if p.usageStatus != 0 && p.cmd.ProcessState.ExitCode() == p.usageStatus {
 		return &UnavailableError{Line: line}
 	}
-	return fmt.Errorf("the proxy exited (%v): %s", p.waitErr, line)
+	return fmt.Errorf("%s exited (%v): %s", p.name, p.waitErr, line)
 }
 
-// hasExited reports whether the proxy ended on its own (before stop).
+// hasExited reports whether the server ended on its own (before stop).
 func (p *proxyProcess) hasExited() bool {
 	select {
 	case <-p.exited:
@@ -237,8 +287,9 @@ func (p *proxyProcess) hasExited() bool {
 	}
 }
 
-// stop sends SIGTERM, waits up to proxyStopTimeout for the drain, then kills
-// the process. It returns the CPU time the proxy used.
+// stop sends SIGTERM to the process's PID, waits up to proxyStopTimeout for
+// the drain, then kills it. It returns the CPU time the process used (for
+// nginx, its master's and the workers it reaped).
 func (p *proxyProcess) stop() time.Duration {
 	if !p.hasExited() {
 		_ = p.cmd.Process.Signal(syscall.SIGTERM)

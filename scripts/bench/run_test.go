@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -21,16 +22,52 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// fakeProxyEnv makes the test binary a stand-in for the proxy (see TestMain),
-// so that the process handling is tested without building or starting the
-// real proxy.
+// fakeProxyEnv makes the test binary a stand-in for the proxy, or for wrk
+// when its arguments are wrk's (see TestMain), so that the process handling
+// is tested without building or starting the real proxy, or having wrk.
 const fakeProxyEnv = "BENCH_FAKE_PROXY"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(fakeProxyEnv) == "1" {
+		if len(os.Args) > 1 && (strings.HasPrefix(os.Args[1], "-t") || os.Args[1] == "-v") {
+			os.Exit(fakeWrk(os.Args[1:]))
+		}
 		os.Exit(fakeProxy(os.Args[1:]))
 	}
 	os.Exit(m.Run())
+}
+
+// fakeWrkRequests is how many requests the fake wrk sends per run.
+const fakeWrkRequests = 10
+
+// fakeWrk prints a version for -v; otherwise it sends fakeWrkRequests GETs to
+// the URL (its last argument) one after another and prints what wrkScript
+// would.
+func fakeWrk(args []string) int {
+	if args[0] == "-v" {
+		fmt.Println("wrk fake [epoll] Copyright (C) 2012 Will Glozer")
+		return 1
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	started := time.Now()
+	status := 0
+	for range fakeWrkRequests {
+		resp, err := client.Get(args[len(args)-1])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode >= 400 {
+			status++
+		}
+	}
+	elapsed := time.Since(started)
+	fmt.Printf("Running fake test @ %s\n", args[len(args)-1])
+	fmt.Printf("%s requests=%d duration_us=%d requests_per_s=%.2f connect_errors=0 read_errors=0 write_errors=0 status_errors=%d timeouts=0 p50_us=1000 p99_us=2000 p999_us=3000 max_us=4000\n",
+		wrkLinePrefix, fakeWrkRequests, elapsed.Microseconds(), fakeWrkRequests/elapsed.Seconds(), status)
+	return 0
 }
 
 // fakeProxy takes the proxy's -address and -endpoints, rejects any
@@ -205,7 +242,23 @@ func TestParseFlags(t *testing.T) {
 	assert.Equal(t, config{
 		rate: 200, duration: 20 * time.Second, warmup: 3 * time.Second,
 		scenarios: scenarioNames, timeout: 10 * time.Second, maxInFlight: 2000,
+		overheadRuns: 3, overheadDuration: 10 * time.Second, overheadRate: 2000,
+		overheadWarmup: time.Second, overheadInFlight: 1000,
 	}, cfg)
+	assert.False(t, cfg.overhead, "all is the tail scenarios only")
+
+	cfg, err = parseFlags([]string{"-scenario", "overhead", "-overhead-runs", "1", "-overhead-duration", "3s", "-overhead-rate", "500"}, &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.True(t, cfg.overhead)
+	assert.Empty(t, cfg.scenarios)
+	assert.Equal(t, 1, cfg.overheadRuns)
+	assert.Equal(t, 3*time.Second, cfg.overheadDuration)
+	assert.InDelta(t, 500.0, cfg.overheadRate, 0)
+
+	cfg, err = parseFlags([]string{"-scenario", "all,overhead"}, &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.True(t, cfg.overhead)
+	assert.Equal(t, scenarioNames, cfg.scenarios)
 
 	cfg, err = parseFlags([]string{"--scenario", "spread,tail,spread", "-rate", "100", "-strict"}, &bytes.Buffer{})
 	require.NoError(t, err)
@@ -220,6 +273,13 @@ func TestParseFlags(t *testing.T) {
 		{"-max-in-flight", "0"},
 		{"-rate", "100000", "-duration", "1h"},
 		{"extra"},
+		{"-overhead-runs", "0"},
+		{"-overhead-runs", "21"},
+		{"-overhead-duration", "1500ms"},
+		{"-overhead-duration", "0s"},
+		{"-overhead-duration", "11m"},
+		{"-overhead-rate", "0"},
+		{"-overhead-rate", "100000", "-overhead-duration", "10m"},
 	}
 	for _, args := range bad {
 		_, err := parseFlags(args, &bytes.Buffer{})
@@ -242,4 +302,60 @@ func TestUnavailableErrorMessage(t *testing.T) {
 	var unavailable *UnavailableError
 	assert.True(t, errors.As(err, &unavailable))
 	assert.Equal(t, "row: unavailable: unknown flag", err.Error())
+}
+
+func TestRunOverheadNeedsWrk(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	var stdout, stderr bytes.Buffer
+	assert.Equal(t, exitHarnessError, run(t.Context(), []string{"bench", "-scenario", "overhead"}, &stdout, &stderr))
+	assert.Equal(t, "bench: -scenario overhead needs wrk, which is not on PATH: apt-get install wrk\n", stderr.String())
+	assert.Empty(t, stdout.String(), "nothing is built or run")
+}
+
+func TestRunOverhead(t *testing.T) {
+	path := testProxyPath(t)
+	rn := &runner{
+		cfg: config{
+			timeout: 5 * time.Second, maxInFlight: 100,
+			overheadRuns: 2, overheadDuration: 100 * time.Millisecond, overheadRate: 500,
+			overheadWarmup: 20 * time.Millisecond, overheadInFlight: 5,
+		},
+		proxyPath: path,
+		// The test binary is wrk too; nginx and HAProxy are not installed.
+		tools:    tools{wrk: path, dir: t.TempDir()},
+		progress: &bytes.Buffer{},
+	}
+	var err error
+	rn.tools.wrkScript, err = writeWrkScript(rn.tools.dir)
+	require.NoError(t, err)
+	serial := row{name: "proxy, serial, 1 endpoint", direct: viaProxy, endpoints: 1}
+	plan := overheadPlan{
+		closedLoop: []row{
+			{name: rowDirect, direct: 0},
+			serial,
+			{name: rowNginx, direct: viaProxy, server: serverNginx, endpoints: 1},
+		},
+		openLoop: []row{
+			{name: rowDirect, direct: 0},
+			serial,
+			{name: "hedged", direct: viaProxy, proxyArgs: []string{"--hedge-delay", "p95"}},
+		},
+		memory: []memoryRow{{row: serial, attempts: 1}},
+	}
+	var out bytes.Buffer
+	require.NoError(t, rn.runOverhead(t.Context(), plan, &out))
+	text := out.String()
+	assert.Contains(t, text, "tools: wrk fake [epoll]")
+	// The fake wrk sends 10 requests a run, each of which reaches an endpoint
+	// once, and no nginx to compare with.
+	assert.Regexp(t, `\| endpoint called directly \| [0-9,]+ \([0-9,]+–[0-9,]+\) \| - \| 1\.00x \| 1\.00 \| 1\.00 \(1\.00–1\.00\) \| 2\.00 \(2\.00–2\.00\) \| 3\.00 \(3\.00–3\.00\) \|\n`, text)
+	assert.Regexp(t, `\| proxy, serial, 1 endpoint \| [0-9,]+ \([0-9,]+–[0-9,]+\) \| - \| [0-9.]+x \| 1\.00 \|`, text)
+	assert.Contains(t, text, "| nginx, 1 endpoint | unavailable | - | - | - | - | - | - |\n")
+	assert.Contains(t, text, "- nginx, 1 endpoint: unavailable: nginx is not installed (apt-get install nginx)")
+	assert.Regexp(t, `\| proxy, serial, 1 endpoint \| [0-9.]+ \([0-9.]+–[0-9.]+\) \| [0-9.]+ \([0-9.]+–[0-9.]+\) \| [0-9.]+ \([0-9.]+–[0-9.]+\) \| [-+][0-9.]+ \([-+][0-9.]+–[-+][0-9.]+\) \| 0 \|\n`, text)
+	assert.Contains(t, text, "| hedged | unavailable | - | - | - | - |\n")
+	if haveProc() {
+		assert.Regexp(t, `\| proxy, serial, 1 endpoint \| 5 \| [0-9,]+ \([0-9,]+–[0-9,]+\) \| [0-9,]+ \([0-9,]+–[0-9,]+\) \| -?[0-9.]+ \(-?[0-9.]+–-?[0-9.]+\) \|\n`, text)
+	}
+	assert.Contains(t, text, "overhead: took ")
 }

@@ -16,11 +16,18 @@ const viaProxy = -1
 const settleTime = 100 * time.Millisecond
 
 // row is one run of a scenario: the load generator calls one endpoint
-// directly, or the proxy started with proxyArgs.
+// directly, or a server in front of the endpoints: the proxy started with
+// proxyArgs, nginx or HAProxy.
 type row struct {
 	name      string
 	direct    int
 	proxyArgs []string
+	// server is serverProxy (the zero value), serverNginx or serverHAProxy;
+	// nginx and HAProxy forward to the first endpoint only.
+	server string
+	// endpoints is how many of the scenario's endpoints, from the first, the
+	// server is given; 0 gives it all.
+	endpoints int
 }
 
 // scenario is a set of endpoints and the rows run against them, one after
@@ -113,6 +120,8 @@ func scenarios() map[string]scenario {
 type runner struct {
 	cfg       config
 	proxyPath string
+	// tools are wrk, nginx and HAProxy, for the overhead scenario.
+	tools tools
 	// progress gets a line per row as it starts.
 	progress io.Writer
 }
@@ -168,12 +177,8 @@ func (rn *runner) runRow(ctx context.Context, sc scenario, eps []*endpoint, rw r
 	url := ""
 	var proxy *proxyProcess
 	if rw.direct == viaProxy {
-		urls := make([]string, len(eps))
-		for i, e := range eps {
-			urls[i] = e.URL
-		}
 		var err error
-		proxy, err = startProxy(ctx, rn.proxyPath, urls, rw.proxyArgs)
+		proxy, err = rn.startServer(ctx, rw, eps)
 		var unavailable *UnavailableError
 		if errors.As(err, &unavailable) {
 			res.Unavailable = unavailable.Line
