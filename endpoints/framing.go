@@ -109,11 +109,12 @@ func (w *Watch) Verdict() error {
 // evidence of an ambiguous framing before its caller sees the response.
 type framingConn struct {
 	net.Conn
-	// request is the context of the request the connection carries, nil
-	// once it is done with it; guarded by mu.
-	request context.Context
 
+	// mu guards the fields below.
 	mu sync.Mutex
+	// request is the context of the request the connection carries, nil
+	// once it is done with it.
+	request context.Context
 	// armed is set from the request's getting the connection to the end of
 	// its final response head; checking mirrors it for reads without the
 	// lock.
