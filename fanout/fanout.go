@@ -169,8 +169,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// Only the chosen attempt may go on; the others stop now, not when it ends.
-	race.cancelAllBut(chosen)
+	race.settleLosers(chosen)
 	summary.endpoint = chosen.Endpoint.Index
 	summary.status = chosen.Status()
 	summary.terminal = ended == terminalAnswer

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"sync"
@@ -452,6 +453,37 @@ func (rc *race) setDebugHeaders(h http.Header, chosen *endpointresponse.Outcome)
 	}
 }
 
+// smallAnswer bounds the answers whose copy the losers may outlast, and the
+// loser bodies read out rather than cut: over HTTP/1 a loser can only be
+// stopped by closing its connection, and the next request then needs a new
+// one, which costs more than reading a small body that is already there.
+const smallAnswer = 64 << 10
+
+// drainWait bounds the wait for the rest of a small loser body.
+const drainWait = 5 * time.Millisecond
+
+// settleLosers stops the attempts other than the chosen one: at once, unless
+// the chosen answer is small, in which case they may go on while it is
+// copied, and finish reads out those that answered by then.
+func (rc *race) settleLosers(chosen *endpointresponse.Outcome) {
+	if length := chosen.Response.ContentLength; length < 0 || length > smallAnswer {
+		rc.cancelAllBut(chosen)
+	}
+}
+
+// drainSmall reads out the body of a loser's small answer, for at most
+// drainWait, so that its HTTP/1 connection goes back to the pool rather than
+// being closed.
+func drainSmall(outcome *endpointresponse.Outcome) {
+	resp := outcome.Response
+	if resp == nil || resp.ContentLength < 0 || resp.ContentLength > smallAnswer || outcome.Cancel == nil {
+		return
+	}
+	cut := time.AfterFunc(drainWait, outcome.Cancel)
+	defer cut.Stop()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, smallAnswer+1))
+}
+
 // cancelAllBut cancels every attempt except keep's.
 func (rc *race) cancelAllBut(keep *endpointresponse.Outcome) {
 	for i, cancel := range rc.cancels {
@@ -465,6 +497,19 @@ func (rc *race) cancelAllBut(keep *endpointresponse.Outcome) {
 // response body that nobody else will read and gives the endpoints back their
 // in-flight places.
 func (rc *race) finish() {
+	// Losers that answered while the winner was copied are read out, so
+	// that their connection can carry another request.
+	for answered := true; answered; {
+		select {
+		case outcome := <-rc.results:
+			logAttempt(rc.log, outcome)
+			rc.report(outcome)
+			drainSmall(outcome)
+			outcome.Close()
+		default:
+			answered = false
+		}
+	}
 	rc.cancelAllBut(nil)
 	rc.attempts.Wait()
 	close(rc.results)
