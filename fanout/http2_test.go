@@ -68,6 +68,9 @@ func TestFanOutToHTTP2EndpointsCancelsStreamsNotConnections(t *testing.T) {
 	// Every loser that reached the slow endpoint is cancelled, as a stream.
 	require.Eventually(t, func() bool { return cancelled.Load() == entered.Load() }, hangGuard, time.Millisecond)
 	assert.Zero(t, notHTTP2.Load(), "the endpoints were spoken to in HTTP/2")
-	assert.Equal(t, int32(1), fast.connections.Load(), "the winner's connection is reused")
-	assert.Equal(t, int32(1), slow.connections.Load(), "cancelling a loser resets its stream, not its connection")
+	// Over HTTP/1 every cancelled loser would cost a connection. (Go's HTTP/2
+	// client may open a second one while it checks, after a reset, that the
+	// first is alive, so the bound is loose.)
+	assert.Less(t, fast.connections.Load(), int32(requests/3), "the winner's connection is reused")
+	assert.Less(t, slow.connections.Load(), int32(requests/3), "cancelling a loser resets its stream, not its connection")
 }
