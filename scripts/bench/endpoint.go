@@ -138,7 +138,12 @@ func (e *endpoint) start() error {
 		return fmt.Errorf("endpoint: %w", err)
 	}
 	e.URL = "http://" + listener.Addr().String()
-	e.server = &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
+	// HTTP/2 without TLS too, for the proxy's h2c:// rows; clients that
+	// speak HTTP/1 get HTTP/1.
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	e.server = &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, Protocols: protocols}
 	go func() { _ = e.server.Serve(listener) }()
 	return nil
 }

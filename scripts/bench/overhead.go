@@ -89,9 +89,15 @@ func defaultOverheadPlan() overheadPlan {
 	fanOut := func(n int) row {
 		return row{name: fmt.Sprintf("proxy, fan-out to %d", n), direct: viaProxy, endpoints: n, proxyArgs: []string{"-fanout"}}
 	}
+	fanOutH2C := func(n int) row {
+		r := fanOut(n)
+		r.name += ", HTTP/2 (h2c)"
+		r.h2c = true
+		return r
+	}
 	hedged := row{name: "proxy, hedged p95, 2 endpoints", direct: viaProxy, endpoints: 2, proxyArgs: []string{"--hedge-delay", "p95"}}
 	return overheadPlan{
-		closedLoop: []row{direct, serial, fanOut(1), fanOut(2), fanOut(3), hedged, nginx, haproxy},
+		closedLoop: []row{direct, serial, fanOut(1), fanOut(2), fanOut(3), fanOutH2C(3), hedged, nginx, haproxy},
 		openLoop:   []row{direct, serial, nginx, haproxy},
 		memory: []memoryRow{
 			{row: row{name: "serial, 1 endpoint", direct: viaProxy, endpoints: 1}, attempts: 1},

@@ -28,6 +28,8 @@ type row struct {
 	// endpoints is how many of the scenario's endpoints, from the first, the
 	// server is given; 0 gives it all.
 	endpoints int
+	// h2c has the proxy speak HTTP/2 without TLS to the endpoints.
+	h2c bool
 }
 
 // scenario is a set of endpoints and the rows run against them, one after

@@ -251,6 +251,11 @@ func endpointURLs(eps []*endpoint, n int) []string {
 // the row's flags, gives an *UnavailableError.
 func (rn *runner) startServer(ctx context.Context, rw row, eps []*endpoint) (*proxyProcess, error) {
 	urls := endpointURLs(eps, rw.endpoints)
+	if rw.h2c {
+		for i, url := range urls {
+			urls[i] = "h2c://" + strings.TrimPrefix(url, "http://")
+		}
+	}
 	var spec serverSpec
 	var err error
 	switch rw.server {
