@@ -232,8 +232,8 @@ func TestPayloadAndHelloMatches(t *testing.T) {
 
 func TestTrafficRunIsBounded(t *testing.T) {
 	t.Parallel()
-	// Every request hangs until the client gives up: with one slot, all but
-	// the first request due are dropped.
+	// Every request hangs until the client gives up, so with one slot the
+	// requests due while one is out are dropped.
 	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -253,8 +253,11 @@ func TestTrafficRunIsBounded(t *testing.T) {
 	clients.run(context.Background(), 100, 1, 200*time.Millisecond, stats)
 	close(release)
 
-	assert.Equal(t, int64(1), stats.total(""), "one request sent")
-	assert.Equal(t, int64(19), stats.dropped, "the other 19 of 20 due were dropped")
+	// A request of a kind that ends at once (a malformed one, a client that
+	// leaves) frees its slot early, so how many are sent varies; every due
+	// request is either sent or dropped, and most are dropped.
+	assert.Equal(t, int64(20), stats.total("")+stats.dropped, "every one of the 20 due is sent or dropped")
+	assert.Greater(t, stats.dropped, stats.total(""), "with one slot, most are dropped")
 }
 
 func TestTrafficRunStopsWithItsContext(t *testing.T) {
