@@ -284,7 +284,8 @@ func TestReplayMemoryCapThroughTheProxy(t *testing.T) {
 	}))
 	defer backend.Close()
 	defer close(release)
-	p := startProxy(t, nil, "-e", backend.URL, "-max-body-buffer", "1KiB", "-max-replay-memory", "1KiB")
+	// Two endpoints, so that bodies are kept for a replay.
+	p := startProxy(t, nil, "-e", backend.URL+","+backend.URL+"/spare", "-max-body-buffer", "1KiB", "-max-replay-memory", "1KiB")
 	held := make(chan error, 1)
 	go func() {
 		resp, err := http.Post("http://"+p.address+"/hold", "text/plain", strings.NewReader(strings.Repeat("a", 800)))

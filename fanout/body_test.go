@@ -71,7 +71,9 @@ func TestReplayMemoryFullGets503(t *testing.T) {
 		entered <- struct{}{}
 		<-release
 	})
-	p := buildProxy(t, Serial(), []string{upstream.srv.URL}, func(p *Proxy) {
+	// A second endpoint, so that bodies are kept for a replay.
+	spare := newBackend(t, answer(http.StatusOK, "spare"))
+	p := buildProxy(t, Serial(), []string{upstream.srv.URL, spare.srv.URL}, func(p *Proxy) {
 		p.MaxBodyBuffer, p.MaxReplayMemory = 100, 100
 	})
 	proxy := serve(t, p)
@@ -100,4 +102,60 @@ func TestReplayMemoryFullGets503(t *testing.T) {
 	require.Eventually(t, func() bool { return p.replayMemory.held.Load() == 0 }, 10*time.Second, time.Millisecond)
 	resp, _ = do(t, http.MethodPost, proxy.URL+"/", strings.NewReader(strings.Repeat("c", 50)))
 	assert.Equal(t, http.StatusOK, resp.StatusCode, "the memory is given back when a request ends")
+}
+
+func TestASingleAttemptStreamsItsBody(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		endpoints int
+		configure func(*Proxy)
+	}{
+		{"one endpoint", 1, func(*Proxy) {}},
+		{"one attempt at most", 2, func(p *Proxy) { p.MaxAttempts = 1 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			firstHalf := make(chan struct{})
+			// The endpoint reads the first part of the body, over what a
+			// single attempt reads whole, before the client sends the rest: a
+			// proxy that held the body would wait for all of it first, and
+			// never get there.
+			first := strings.Repeat("f", singleAttemptBuffer+1)
+			upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				half := make([]byte, len(first))
+				if _, err := io.ReadFull(r.Body, half); err == nil {
+					close(firstHalf)
+				}
+				_, _ = io.Copy(io.Discard, r.Body)
+			}))
+			t.Cleanup(upstream.Close)
+			urls := []string{upstream.URL}
+			if tt.endpoints == 2 {
+				urls = append(urls, upstream.URL)
+			}
+			proxy := newProxy(t, Serial(), urls, func(p *Proxy) { p.MaxBodyBuffer = 1 << 20 }, tt.configure)
+			body, send := io.Pipe()
+			streamed := make(chan bool, 1)
+			go func() {
+				_, _ = io.WriteString(send, first)
+				select {
+				case <-firstHalf:
+					streamed <- true
+				case <-time.After(hangGuard):
+					streamed <- false
+				}
+				_, _ = io.WriteString(send, "second")
+				send.Close()
+			}()
+			req, err := http.NewRequest(http.MethodPost, proxy.URL+"/", body)
+			require.NoError(t, err)
+			resp, err := client(t).Do(req)
+			require.NoError(t, err)
+			resp.Body.Close()
+			assert.Equal(t, http.StatusOK, resp.StatusCode)
+			assert.True(t, <-streamed, "the endpoint had no part of the body before the client sent all of it")
+		})
+	}
 }

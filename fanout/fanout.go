@@ -20,6 +20,10 @@ import (
 	"balancing-reverse-proxy/terminal"
 )
 
+// singleAttemptBuffer is the largest body read whole before it is sent when
+// the request can have one attempt only.
+const singleAttemptBuffer = 64 << 10
+
 // statusClientClosedRequest is logged (never sent) when the client went away
 // before its answer was complete, as nginx does.
 const statusClientClosedRequest = 499
@@ -108,7 +112,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	summary := &summary{endpoint: -1}
 	defer func() { summary.log(log, r, time.Since(start)) }()
 
-	body, err := captureBody(r, p.MaxBodyBuffer, &p.replayMemory, p.MaxReplayMemory)
+	replayLimit := p.MaxBodyBuffer
+	if p.Endpoints.Len() == 1 || p.MaxAttempts == 1 {
+		// A request with one attempt at most never replays its body, so only
+		// a small one is read whole before it is sent (then a body that is
+		// cut off or malformed, or a client that sends it slowly, never
+		// reaches an endpoint); a larger one streams.
+		replayLimit = min(replayLimit, singleAttemptBuffer)
+	}
+	body, err := captureBody(r, replayLimit, &p.replayMemory, p.MaxReplayMemory)
 	if errors.Is(err, errReplayMemoryFull) {
 		summary.status, summary.err = http.StatusServiceUnavailable, err
 		w.Header().Set("Retry-After", "1")
