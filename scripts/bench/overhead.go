@@ -50,6 +50,7 @@ const overheadEndpoints = 3
 // Names of the rows the report compares others with.
 const (
 	rowDirect  = "endpoint called directly"
+	rowSerial  = "proxy, serial, 1 endpoint"
 	rowNginx   = "nginx, 1 endpoint"
 	rowHAProxy = "HAProxy, 1 endpoint"
 )
@@ -83,7 +84,7 @@ type overheadPlan struct {
 // endpoint here, not a ceiling of the proxy's.
 func defaultOverheadPlan() overheadPlan {
 	direct := row{name: rowDirect, direct: 0}
-	serial := row{name: "proxy, serial, 1 endpoint", direct: viaProxy, endpoints: 1}
+	serial := row{name: rowSerial, direct: viaProxy, endpoints: 1}
 	nginx := row{name: rowNginx, direct: viaProxy, server: serverNginx, endpoints: 1}
 	haproxy := row{name: rowHAProxy, direct: viaProxy, server: serverHAProxy, endpoints: 1}
 	fanOut := func(n int) row {

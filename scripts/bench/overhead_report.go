@@ -226,9 +226,12 @@ func printFigures(w io.Writer, header []string, rows []rowRuns, runs []int, figu
 	printNotes(w, append(notes, otherCPUNote(rows)))
 }
 
-// printClosedLoop writes the throughput table.
+// printClosedLoop writes the throughput table. Its "cost vs serial" column is
+// the serial proxy's throughput over the row's: what a request costs the
+// machine, in requests of the proxy making one attempt, so that fan-out to N
+// should come to about N.
 func printClosedLoop(w io.Writer, cfg config, rows []closedLoopResult) {
-	fmt.Fprintf(w, "\nClosed loop (`%s`, after a %s wrk warm-up; latency as wrk measures it, from each request's actual send):\n\n",
+	fmt.Fprintf(w, "\nClosed loop (`%s`, after a %s wrk warm-up; latency as wrk measures it, from each request's actual send; cost vs serial: the serial proxy's requests/s over the row's):\n\n",
 		wrkCommand(cfg.overheadDuration), cfg.overheadWarmup)
 	rps := func(r closedLoopResult) []float64 {
 		out := make([]float64, len(r.Runs))
@@ -245,12 +248,12 @@ func printClosedLoop(w io.Writer, cfg config, rows []closedLoopResult) {
 		}
 		return math.NaN()
 	}
-	nginx, direct := reference(rowNginx), reference(rowDirect)
+	nginx, direct, serial := reference(rowNginx), reference(rowDirect), reference(rowSerial)
 	statuses, runs := make([]rowRuns, len(rows)), make([]int, len(rows))
 	for i, r := range rows {
 		statuses[i], runs[i] = r.rowRuns, len(r.Runs)
 	}
-	header := []string{"target", "requests/s", "vs nginx", "vs direct", "upstream per request", "p50 ms", "p99 ms", "p99.9 ms"}
+	header := []string{"target", "requests/s", "vs nginx", "vs direct", "cost vs serial", "upstream per request", "p50 ms", "p99 ms", "p99.9 ms"}
 	printFigures(w, header, statuses, runs, func(i int) ([]string, string) {
 		r := rows[i]
 		var upstream, p50, p99, p999 []float64
@@ -271,6 +274,7 @@ func printClosedLoop(w io.Writer, cfg config, rows []closedLoopResult) {
 			spreadCell(rps(r), formatThousands),
 			formatRatio(ratio(throughput, nginx)),
 			formatRatio(ratio(throughput, direct)),
+			formatRatio(ratio(serial, throughput)),
 			formatUpstream(upstream),
 			spreadCell(p50, formatMs), spreadCell(p99, formatMs), spreadCell(p999, formatMs),
 		}

@@ -122,11 +122,11 @@ func TestPrintClosedLoop(t *testing.T) {
 	printClosedLoop(&out, config{overheadRuns: 3, overheadDuration: 10 * time.Second, overheadWarmup: time.Second}, rows)
 	text := out.String()
 	assert.Contains(t, text, "Closed loop (`wrk -t2 -c64 -d10s --latency -s script.lua`, after a 1s wrk warm-up")
-	assert.Contains(t, text, "| target | requests/s | vs nginx | vs direct | upstream per request | p50 ms | p99 ms | p99.9 ms |\n")
-	assert.Contains(t, text, "| endpoint called directly | 45,000 (40,000–50,000) | 1.80x | 1.00x | 1.00 | 1.00 (1.00–1.00) | 2.00 (2.00–2.00) | 3.00 (3.00–3.00) |\n")
-	assert.Contains(t, text, "| proxy, fan-out to 3 | 2,500 (2,000–3,000) | 0.10x | 0.06x | 3.00 | 25.00 (20.00–30.00) | 50.00 (40.00–60.00) | 75.00 (60.00–90.00) |\n")
-	assert.Contains(t, text, "| nginx, 1 endpoint | 25,000 (24,000–26,000) | 1.00x | 0.56x | 1.00 |")
-	assert.Contains(t, text, "| HAProxy, 1 endpoint | failed | - | - | - | - | - | - |\n")
+	assert.Contains(t, text, "| target | requests/s | vs nginx | vs direct | cost vs serial | upstream per request | p50 ms | p99 ms | p99.9 ms |\n")
+	assert.Contains(t, text, "| endpoint called directly | 45,000 (40,000–50,000) | 1.80x | 1.00x | - | 1.00 | 1.00 (1.00–1.00) | 2.00 (2.00–2.00) | 3.00 (3.00–3.00) |\n")
+	assert.Contains(t, text, "| proxy, fan-out to 3 | 2,500 (2,000–3,000) | 0.10x | 0.06x | - | 3.00 | 25.00 (20.00–30.00) | 50.00 (40.00–60.00) | 75.00 (60.00–90.00) |\n")
+	assert.Contains(t, text, "| nginx, 1 endpoint | 25,000 (24,000–26,000) | 1.00x | 0.56x | - | 1.00 |")
+	assert.Contains(t, text, "| HAProxy, 1 endpoint | failed | - | - | - | - | - | - | - |\n")
 	assert.Contains(t, text, "- HAProxy, 1 endpoint: failed: HAProxy exited (exit status 1): [ALERT] cannot bind\n")
 	assert.Contains(t, text, "- proxy, fan-out to 3: 5 failed requests over 3 runs (connect 0, read 0, write 0, status 400 or more 5, time-out 0)")
 	assert.Contains(t, text, "- other processes on the machine used 0.01 cores in the median run, 0.60 at most (proxy, fan-out to 3, run 1)")
@@ -136,14 +136,16 @@ func TestPrintClosedLoopWithoutNginx(t *testing.T) {
 	t.Parallel()
 	rows := []closedLoopResult{
 		{rowRuns: rowRuns{Name: rowDirect}, Runs: []wrkResult{wrkRun(40000, 1, time.Millisecond)}},
-		{rowRuns: rowRuns{Name: "proxy, serial, 1 endpoint"}, Runs: []wrkResult{wrkRun(8000, 1, 8*time.Millisecond)}},
+		{rowRuns: rowRuns{Name: rowSerial}, Runs: []wrkResult{wrkRun(8000, 1, 8*time.Millisecond)}},
+		{rowRuns: rowRuns{Name: "proxy, fan-out to 2"}, Runs: []wrkResult{wrkRun(3200, 2, 20*time.Millisecond)}},
 		{rowRuns: rowRuns{Name: rowNginx, Unavailable: installHint("nginx")}},
 	}
 	var out bytes.Buffer
 	printClosedLoop(&out, config{overheadRuns: 1, overheadDuration: 10 * time.Second}, rows)
 	text := out.String()
-	assert.Contains(t, text, "| proxy, serial, 1 endpoint | 8,000 | - | 0.20x | 1.00 | 8.00 | 16.00 | 24.00 |\n", "one run: no range, no nginx ratio")
-	assert.Contains(t, text, "| nginx, 1 endpoint | unavailable | - | - | - | - | - | - |\n")
+	assert.Contains(t, text, "| proxy, serial, 1 endpoint | 8,000 | - | 0.20x | 1.00x | 1.00 | 8.00 | 16.00 | 24.00 |\n", "one run: no range, no nginx ratio")
+	assert.Contains(t, text, "| proxy, fan-out to 2 | 3,200 | - | 0.08x | 2.50x | 2.00 |", "a request fanned out to 2 costs 2.5 serial ones")
+	assert.Contains(t, text, "| nginx, 1 endpoint | unavailable | - | - | - | - | - | - | - |\n")
 	assert.Contains(t, text, "- nginx, 1 endpoint: unavailable: nginx is not installed (apt-get install nginx)")
 	assert.NotContains(t, text, "other processes", "no CPU figures, no note")
 }
