@@ -70,12 +70,8 @@ func New(out io.Writer, opts Options) (zerolog.Logger, error) {
 	}
 	switch opts.Format {
 	case "", "text":
-		text := zerolog.ConsoleWriter{
-			Out:        &stampWriter{out: out, prefix: opts.Prefix, layout: opts.stampLayout(), utc: opts.UTC, now: opts.Now},
-			NoColor:    true,
-			PartsOrder: []string{zerolog.LevelFieldName, zerolog.MessageFieldName},
-		}
-		return zerolog.New(text).Level(level), nil
+		stamp := &stampWriter{out: out, prefix: opts.Prefix, layout: opts.stampLayout(), utc: opts.UTC, now: opts.Now}
+		return zerolog.New(newTextWriter(stamp)).Level(level), nil
 	case "json":
 		logger := zerolog.New(out).Level(level)
 		if opts.Date || opts.Time || opts.Msec {
@@ -116,23 +112,28 @@ type stampWriter struct {
 }
 
 func (s *stampWriter) Write(line []byte) (int, error) {
-	head := make([]byte, 0, len(s.prefix)+len(s.layout)+2+len(line))
+	head := s.appendHead(make([]byte, 0, len(s.prefix)+len(s.layout)+2+len(line)))
+	if _, err := s.out.Write(append(head, line...)); err != nil {
+		return 0, err
+	}
+	return len(line), nil
+}
+
+// appendHead appends the prefix and time stamp that start a line to dst.
+func (s *stampWriter) appendHead(dst []byte) []byte {
 	if s.prefix != "" {
-		head = append(head, s.prefix...)
-		head = append(head, ' ')
+		dst = append(dst, s.prefix...)
+		dst = append(dst, ' ')
 	}
 	if s.layout != "" {
 		now := s.now()
 		if s.utc {
 			now = now.UTC()
 		}
-		head = now.AppendFormat(head, s.layout)
-		head = append(head, ' ')
+		dst = now.AppendFormat(dst, s.layout)
+		dst = append(dst, ' ')
 	}
-	if _, err := s.out.Write(append(head, line...)); err != nil {
-		return 0, err
-	}
-	return len(line), nil
+	return dst
 }
 
 // jsonStamp adds a "time" field in RFC 3339 form with nanoseconds.
@@ -146,5 +147,7 @@ func (j jsonStamp) Run(event *zerolog.Event, _ zerolog.Level, _ string) {
 	if j.utc {
 		now = now.UTC()
 	}
-	event.Str(zerolog.TimestampFieldName, now.Format(time.RFC3339Nano))
+	var stamp [40]byte
+	quoted := append(now.AppendFormat(append(stamp[:0], '"'), time.RFC3339Nano), '"')
+	event.RawJSON(zerolog.TimestampFieldName, quoted)
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prints the engine's allocations per request in each mode (BenchmarkProxy in
 # fanout/, which counts the client and the endpoint too; "direct" is their
-# share) next to the figures recorded in scripts/allocs-baseline.txt, and
+# share), and those of a request's log line in each format (BenchmarkRequestLine
+# in logging/), next to the figures recorded in scripts/allocs-baseline.txt, and
 # flags any mode that allocates more than 5% over its baseline. Allocation
 # counts, unlike times, do not depend on how busy the machine is. It always
 # exits 0: the comparison is for the CI log and the README, not a gate.
@@ -10,11 +11,11 @@ cd "$(dirname "$0")/.."
 if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
   export PATH="/usr/local/go/bin:$PATH"
 fi
-out=$(go test -run XXX -bench Proxy -benchtime 300x -benchmem ./fanout/ 2>&1) || { echo "$out"; exit 0; }
+out=$(go test -run XXX -bench 'Proxy|RequestLine' -benchtime 300x -benchmem ./fanout/ ./logging/ 2>&1) || { echo "$out"; exit 0; }
 echo "$out" | awk -v baseline=scripts/allocs-baseline.txt '
   BEGIN { while ((getline line < baseline) > 0) { if (line !~ /^#/ && split(line, f, " ") == 2) base[f[1]] = f[2] } }
-  /^BenchmarkProxy\// {
-    name = $1; sub(/^BenchmarkProxy\//, "", name); sub(/-[0-9]+$/, "", name)
+  /^Benchmark(Proxy|RequestLine)\// {
+    name = $1; sub(/^BenchmarkProxy\//, "", name); sub(/^Benchmark/, "", name); sub(/-[0-9]+$/, "", name)
     for (i = 1; i <= NF; i++) if ($(i+1) == "allocs/op") allocs = $i
     mark = ""
     if (name in base && allocs > base[name] * 1.05) mark = "  <-- more than 5% over the baseline"
