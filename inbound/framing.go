@@ -59,9 +59,20 @@ const (
 	ended
 	// rejected: a request was rejected; nothing more passes.
 	rejected
+	// inPreface: the rest of HTTP/2's client preface, after its first line,
+	// passes byte by byte as long as it matches.
+	inPreface
 	// unchecked: the rest of the stream passes as it is: the connection is
 	// no longer HTTP/1 (see StopChecking).
 	unchecked
+)
+
+// HTTP/2's client preface, sent first by a client that speaks HTTP/2 without
+// TLS and with prior knowledge: its first line, as a request line, and the
+// bytes that must follow it.
+const (
+	prefaceLine = "PRI * HTTP/2.0\r\n"
+	prefaceRest = "\r\nSM\r\n\r\n"
 )
 
 // checker follows a client connection's byte stream request by request, with
@@ -101,9 +112,11 @@ type checker struct {
 	// reason says why a request was rejected.
 	reason string
 	// h2c lets a connection that opens with HTTP/2's preface go unchecked;
-	// requests counts the heads seen, since only the first can be that.
-	h2c      bool
-	requests int
+	// requests counts the heads seen, since only the first can be that, and
+	// prefaceAt the bytes of prefaceRest seen.
+	h2c       bool
+	requests  int
+	prefaceAt int
 }
 
 // headFacts is what a request head says that the checker needs.
@@ -154,6 +167,18 @@ func (c *checker) feed(in []byte, out []byte) (pass int, queued []byte) {
 			return pass, queued
 		case ended, rejected:
 			return pass, queued
+		case inPreface:
+			if in[i] != prefaceRest[c.prefaceAt] {
+				// Neither HTTP/2 nor a request Go's server takes: it gets
+				// nothing more.
+				c.phase = ended
+				return pass, queued
+			}
+			emit(in[i : i+1])
+			i++
+			if c.prefaceAt++; c.prefaceAt == len(prefaceRest) {
+				c.phase = unchecked
+			}
 		case inBody, inChunkData:
 			n := min(uint64(len(in)-i), c.remaining)
 			emit(in[i : i+int(n)])
@@ -309,9 +334,10 @@ func (c *checker) endLine() {
 // two spaces. A line it refuses makes this the last head passed on.
 func (c *checker) requestLine(line []byte) {
 	c.requests++
-	if c.h2c && c.requests == 1 && string(line) == "PRI * HTTP/2.0" {
-		// HTTP/2 with prior knowledge, for the server to speak.
-		c.phase = unchecked
+	if c.h2c && c.requests == 1 && string(c.line) == prefaceLine {
+		// HTTP/2 with prior knowledge, for the server to speak, once the
+		// rest of the preface follows.
+		c.phase = inPreface
 		return
 	}
 	method, rest, ok1 := bytes.Cut(line, []byte(" "))

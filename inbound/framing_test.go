@@ -17,7 +17,11 @@ import (
 // checkAll feeds raw to a new checker in pieces of size step (0: all at once)
 // and returns what goes on to the server and the rejection reason.
 func checkAll(raw string, step int) (string, string) {
-	c := newChecker(false)
+	return checkStream(newChecker(false), raw, step)
+}
+
+// checkStream is checkAll with the checker c.
+func checkStream(c *checker, raw string, step int) (string, string) {
 	var out []byte
 	in := []byte(raw)
 	for len(in) > 0 {
@@ -114,6 +118,34 @@ func TestCheckerLetsGoRejectWhatItRejects(t *testing.T) {
 			t.Parallel()
 			for _, step := range []int{0, 1, 3} {
 				out, reason := checkAll(tt.passed+after, step)
+				assert.Empty(t, reason, "step %d", step)
+				assert.Equal(t, tt.passed, out, "step %d", step)
+			}
+		})
+	}
+}
+
+func TestCheckerLetsHTTP2GoOnlyAfterItsWholePreface(t *testing.T) {
+	t.Parallel()
+	frames := "\x00\x00\x00\x04\x00\x00\x00\x00\x00 anything\r\n 1\r\n"
+	smuggled := "Host: a\r\nContent-Length: 5\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n"
+	tests := []struct {
+		name, raw, passed string
+		h2c               bool
+	}{
+		{name: "the preface, then frames", h2c: true, raw: prefaceLine + prefaceRest + frames, passed: prefaceLine + prefaceRest + frames},
+		{name: "its first line, then fields", h2c: true, raw: prefaceLine + smuggled, passed: prefaceLine},
+		{name: "part of the rest", h2c: true, raw: prefaceLine + "\r\nSM\r\nX: 1\r\n\r\n", passed: prefaceLine + "\r\nSM\r\n"},
+		{name: "a bare LF first line", h2c: true, raw: "PRI * HTTP/2.0\n" + prefaceRest + frames, passed: "PRI * HTTP/2.0\n\r\n"},
+		{name: "not the first request", h2c: true, raw: "GET / HTTP/1.1\r\n\r\n" + prefaceLine + prefaceRest + frames,
+			passed: "GET / HTTP/1.1\r\n\r\n" + prefaceLine + "\r\n"},
+		{name: "without h2c", raw: prefaceLine + prefaceRest + frames, passed: prefaceLine + "\r\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			for _, step := range []int{0, 1, 3} {
+				out, reason := checkStream(newChecker(tt.h2c), tt.raw, step)
 				assert.Empty(t, reason, "step %d", step)
 				assert.Equal(t, tt.passed, out, "step %d", step)
 			}

@@ -81,12 +81,13 @@ func (l *Listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return l.checked(c), nil
+	return l.checked(c, l.h2c), nil
 }
 
-// checked wraps c so that its requests are checked.
-func (l *Listener) checked(c net.Conn) *conn {
-	return &conn{Conn: c, check: newChecker(l.h2c), listener: l}
+// checked wraps c so that its requests are checked; with h2c, one that opens
+// with HTTP/2's preface is let go unchecked.
+func (l *Listener) checked(c net.Conn, h2c bool) *conn {
+	return &conn{Conn: c, check: newChecker(h2c), listener: l}
 }
 
 // acceptRaw waits for a free slot, then for a TCP connection.

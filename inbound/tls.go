@@ -3,6 +3,7 @@ package inbound
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"net/http"
 	"sync"
@@ -22,9 +23,12 @@ type tlsAcceptor struct {
 	timeout  time.Duration
 
 	start sync.Once
-	// ready carries handshaken connections; failed the listener's error.
-	ready  chan net.Conn
-	failed chan error
+	// ready carries handshaken connections; temporary the listener's
+	// errors that the server waits out (too many open files), each once;
+	// failed the error that ended it.
+	ready     chan net.Conn
+	temporary chan error
+	failed    chan error
 
 	// mu guards untracked: the HTTP/2 connections, whose slot is given back
 	// when the server reports them closed, since they cannot be wrapped.
@@ -38,7 +42,7 @@ func newTLSAcceptor(l *Listener, config *tls.Config, timeout time.Duration) *tls
 	}
 	return &tlsAcceptor{
 		listener: l, config: config, timeout: timeout,
-		ready: make(chan net.Conn), failed: make(chan error, 1),
+		ready: make(chan net.Conn), temporary: make(chan error), failed: make(chan error, 1),
 		untracked: map[net.Conn]bool{},
 	}
 }
@@ -49,6 +53,8 @@ func (a *tlsAcceptor) accept() (net.Conn, error) {
 	select {
 	case c := <-a.ready:
 		return c, nil
+	case err := <-a.temporary:
+		return nil, err
 	case err := <-a.failed:
 		// Every later call fails the same way.
 		a.failed <- err
@@ -59,15 +65,26 @@ func (a *tlsAcceptor) accept() (net.Conn, error) {
 }
 
 // acceptLoop accepts TCP connections until the listener fails or closes,
-// and starts their handshakes.
+// and starts their handshakes. A temporary error goes to the server, which
+// waits a little before it accepts again, and so does the loop: it sends the
+// error only when the server asks for the next connection.
 func (a *tlsAcceptor) acceptLoop() {
 	for {
 		raw, err := a.listener.acceptRaw()
-		if err != nil {
+		var netErr net.Error
+		switch {
+		case err == nil:
+			go a.handshake(raw)
+		case errors.As(err, &netErr) && netErr.Temporary(): //nolint:staticcheck // what http.Server.Serve retries on
+			select {
+			case a.temporary <- err:
+			case <-a.listener.closed:
+				return
+			}
+		default:
 			a.failed <- err
 			return
 		}
-		go a.handshake(raw)
 	}
 }
 
@@ -90,7 +107,8 @@ func (a *tlsAcceptor) handshake(raw net.Conn) {
 		a.mu.Unlock()
 		c = tlsConn
 	} else {
-		c = a.listener.checked(tlsConn)
+		// Not h2c: HTTP/2 over TLS is chosen by ALPN, never by a preface.
+		c = a.listener.checked(tlsConn, false)
 	}
 	select {
 	case a.ready <- c:

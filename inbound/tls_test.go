@@ -12,6 +12,8 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -62,6 +64,7 @@ func newTLSServer(t *testing.T, opts ListenerOptions) *tlsServer {
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	protocols.SetHTTP2(true)
+	protocols.SetUnencryptedHTTP2(opts.H2C)
 	server := &http.Server{
 		Handler: Limits{}.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.Copy(io.Discard, r.Body)
@@ -197,4 +200,63 @@ func TestH2CIsUncheckedOnlyWhenAllowed(t *testing.T) {
 		_ = server.Close()
 		<-served
 	}
+}
+
+func TestTLSHTTP1IsNeverH2C(t *testing.T) {
+	t.Parallel()
+	s := newTLSServer(t, ListenerOptions{H2C: true})
+	c, err := tls.Dial("tcp", s.addr, &tls.Config{RootCAs: s.pool, NextProtos: []string{"http/1.1"}})
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(hangGuard)))
+	settings := "\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+	_, err = io.WriteString(c, prefaceLine+prefaceRest+settings)
+	require.NoError(t, err)
+	reply, _ := io.ReadAll(c)
+	assert.True(t, len(reply) == 0 || strings.HasPrefix(string(reply), "HTTP/1.1 "),
+		"an HTTP/1 answer or none, no HTTP/2 frames inside a TLS session that chose HTTP/1.1: %q", reply)
+}
+
+// flakyListener fails its first Accept with a temporary error, as a
+// listener does when the process is out of file descriptors.
+type flakyListener struct {
+	net.Listener
+	failed atomic.Bool
+}
+
+type temporaryError struct{}
+
+func (temporaryError) Error() string   { return "accept: too many open files" }
+func (temporaryError) Timeout() bool   { return false }
+func (temporaryError) Temporary() bool { return true }
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	if !l.failed.Swap(true) {
+		return nil, temporaryError{}
+	}
+	return l.Listener.Accept()
+}
+
+func TestTLSAcceptsAgainAfterATemporaryError(t *testing.T) {
+	t.Parallel()
+	cert, pool := selfSigned(t)
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	l := NewListener(&flakyListener{Listener: tcp}, ListenerOptions{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}, HandshakeTimeout: hangGuard})
+	defer l.Close()
+	_, err = l.Accept()
+	require.ErrorIs(t, err, temporaryError{})
+
+	dialed := make(chan error, 1)
+	go func() {
+		c, err := tls.Dial("tcp", tcp.Addr().String(), &tls.Config{RootCAs: pool})
+		if err == nil {
+			err = c.Close()
+		}
+		dialed <- err
+	}()
+	c, err := l.Accept()
+	require.NoError(t, err, "the listener accepts again")
+	require.NoError(t, <-dialed)
+	require.NoError(t, c.Close())
 }
