@@ -73,9 +73,10 @@ var ErrResponseIdle = errors.New("the endpoint sent no body bytes within the res
 var ErrClientWrite = errors.New("writing to the client")
 
 // Copy writes the response to w: headers without hop-by-hop ones and the status,
-// flushed at once so a slow body does not hold them back; the body as it arrives
-// (flushed write by write when its length is unknown, as with Server-Sent Events);
-// and the trailers. If the body breaks off, what arrived is flushed before the
+// flushed with the body or within headFlushDelay, so a slow body does not hold
+// them back; the body as it arrives (flushed write by write when its length is
+// unknown, as with Server-Sent Events); and the trailers; all of it is flushed
+// before Copy returns. If the body breaks off, what arrived is flushed before the
 // error returns; a body that sends nothing for idleTimeout (if positive, and
 // if o.Cancel is set) is cut off with ErrResponseIdle. It returns the body
 // bytes written. An error comes after the status was written, so the caller
@@ -112,13 +113,18 @@ func (o *Outcome) Copy(w http.ResponseWriter, idleTimeout time.Duration) (int64,
 	if err != nil {
 		return written, err
 	}
+	// The head timer may flush no more: under HTTP/2 a flush reads the
+	// header map, which the trailers go into.
+	out.finish()
 	for name, values := range resp.Trailer {
 		if !announced[name] {
 			name = http.TrailerPrefix + name
 		}
 		header[name] = values
 	}
-	return written, nil
+	// The answer goes out whole now rather than when the handler returns,
+	// which under fan-out is after the losers are read out.
+	return written, flush(&out.controller)
 }
 
 // streams reports whether a response should reach the client write by write
@@ -174,7 +180,8 @@ func (c *clientWriter) flushHead() {
 	}
 }
 
-// finish stops the head timer; the writer is the handler's alone again.
+// finish stops the head timer; the writer is the handler's alone again. It
+// may be called more than once.
 func (c *clientWriter) finish() {
 	if c.headTimer != nil {
 		c.headTimer.Stop()
@@ -240,7 +247,7 @@ func flush(controller *http.ResponseController) error {
 // Only the waits for the endpoint count: a slow client is not the endpoint's
 // stall.
 type idleWatch struct {
-	body    io.ReadCloser
+	body    io.Reader
 	timeout time.Duration
 	cancel  context.CancelFunc
 	timer   *time.Timer
@@ -259,10 +266,6 @@ func (w *idleWatch) Read(p []byte) (int, error) {
 		err = fmt.Errorf("%w (%s): %w", ErrResponseIdle, w.timeout, err)
 	}
 	return n, err
-}
-
-func (w *idleWatch) Close() error {
-	return w.body.Close()
 }
 
 func (w *idleWatch) cut() {

@@ -799,3 +799,82 @@ func TestCopyUpstreamCutOff(t *testing.T) {
 	assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
 	assert.NotErrorIs(t, err, ErrClientWrite)
 }
+
+// handRolled returns a response with body and a known length, as an endpoint
+// would send it.
+func handRolled(body io.ReadCloser, length int64, trailer http.Header) *http.Response {
+	header := http.Header{"Content-Length": {strconv.FormatInt(length, 10)}}
+	return &http.Response{StatusCode: http.StatusOK, Header: header, ContentLength: length, Body: body, Trailer: trailer}
+}
+
+// TestCopyFlushesTheWholeAnswer has the handler go on after Copy, as a
+// fan-out handler does while it reads out the losers: the client must have
+// the whole answer by then.
+func TestCopyFlushesTheWholeAnswer(t *testing.T) {
+	t.Parallel()
+	clientDone := make(chan struct{})
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		o := &Outcome{Response: handRolled(io.NopCloser(strings.NewReader("hello")), 5, nil)}
+		if _, err := o.Copy(w, 0); err != nil {
+			return
+		}
+		select {
+		case <-clientDone:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(server.Close)
+	t.Cleanup(func() { close(clientDone) })
+	client := server.Client()
+	client.Timeout = 30 * time.Second // a deadlock guard, not a timing assertion
+	resp, err := client.Get(server.URL)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err, "the body arrives while the handler is still running")
+	assert.Equal(t, "hello", string(body))
+}
+
+// eofAfter is a body whose end comes a pause after its bytes, so that the
+// head timer fires around the time Copy sets the trailers.
+type eofAfter struct {
+	io.Reader
+	pause time.Duration
+	ended bool
+}
+
+func (b *eofAfter) Read(p []byte) (int, error) {
+	n, err := b.Reader.Read(p)
+	if err == io.EOF && !b.ended {
+		b.ended = true
+		time.Sleep(b.pause)
+	}
+	return n, err
+}
+
+// TestCopyTrailersOverHTTP2 sends small answers with a trailer, as gRPC does,
+// over HTTP/2, where the head timer's flush reads the header map the
+// trailers go into: the race detector finds the two at once if Copy lets
+// them overlap.
+func TestCopyTrailersOverHTTP2(t *testing.T) {
+	t.Parallel()
+	server := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body := &eofAfter{Reader: strings.NewReader("ok"), pause: headFlushDelay + headFlushDelay/2}
+		o := &Outcome{Response: handRolled(io.NopCloser(body), 2, http.Header{"Grpc-Status": {"0"}})}
+		_, _ = o.Copy(w, 0)
+	}))
+	server.EnableHTTP2 = true
+	server.StartTLS()
+	t.Cleanup(server.Close)
+	client := server.Client()
+	for range 30 {
+		resp, err := client.Get(server.URL)
+		require.NoError(t, err)
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		assert.Equal(t, "ok", string(body))
+		assert.Equal(t, 2, resp.ProtoMajor)
+		assert.Equal(t, "0", resp.Trailer.Get("Grpc-Status"))
+	}
+}
