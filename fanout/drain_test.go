@@ -2,12 +2,14 @@ package fanout
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -63,7 +65,7 @@ func TestDrainSmallKeepsALosersConnection(t *testing.T) {
 			resp, err := transport.RoundTrip(req)
 			require.NoError(t, err)
 			outcome := &endpointresponse.Outcome{Response: resp, Cancel: cancel}
-			drainSmall(outcome)
+			drainSmall(outcome, time.Now().Add(drainWait))
 			outcome.Close()
 
 			req, err = http.NewRequest(http.MethodGet, srv.URL+"/second", nil)
@@ -78,4 +80,56 @@ func TestDrainSmallKeepsALosersConnection(t *testing.T) {
 			assert.Equal(t, want, connections.Load())
 		})
 	}
+}
+
+// readCounter counts the reads of a body that never ends.
+type readCounter struct{ reads atomic.Int32 }
+
+func (r *readCounter) Read(p []byte) (int, error) {
+	r.reads.Add(1)
+	return 0, nil
+}
+
+func TestDrainSmallStopsAtTheSharedDeadline(t *testing.T) {
+	t.Parallel()
+	body := &readCounter{}
+	var cancelled atomic.Bool
+	resp := &http.Response{ContentLength: 10, Body: io.NopCloser(body)}
+	outcome := &endpointresponse.Outcome{Response: resp, Cancel: func() { cancelled.Store(true) }}
+	drainSmall(outcome, time.Now().Add(-time.Millisecond))
+	assert.Zero(t, body.reads.Load(), "the time for reading out losers was spent by the ones before")
+	assert.False(t, cancelled.Load(), "finish cancels it with the rest")
+}
+
+// TestLosersDoNotOutlastASlowSmallAnswer has the winner's endpoint send half
+// of a small body and the rest only once the loser's request is cancelled:
+// the losers may outlast a small answer's copy for drainWait, not for as long
+// as it takes.
+func TestLosersDoNotOutlastASlowSmallAnswer(t *testing.T) {
+	t.Parallel()
+	loserCancelled := make(chan struct{})
+	winner := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "4")
+		_, _ = io.WriteString(w, "ab")
+		w.(http.Flusher).Flush()
+		select {
+		case <-loserCancelled:
+		case <-r.Context().Done():
+			return
+		}
+		_, _ = io.WriteString(w, "cd")
+	}))
+	loser := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
+		close(loserCancelled)
+	}))
+	proxy := serve(t, buildProxy(t, FanOut(), []string{winner.URL, loser.URL}))
+	client := proxy.Client()
+	client.Timeout = 30 * time.Second // a deadlock guard, not a timing assertion
+	resp, err := client.Get(proxy.URL)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	assert.Equal(t, "abcd", string(body))
 }

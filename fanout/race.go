@@ -68,6 +68,9 @@ type race struct {
 	// better comes.
 	fallback *endpointresponse.Outcome
 	chosen   *endpointresponse.Outcome
+	// loserCut cancels the losers when a small answer's copy, which they
+	// may outlast, takes longer than drainWait.
+	loserCut *time.Timer
 	log      *zerolog.Logger
 }
 
@@ -459,27 +462,35 @@ func (rc *race) setDebugHeaders(h http.Header, chosen *endpointresponse.Outcome)
 // one, which costs more than reading a small body that is already there.
 const smallAnswer = 64 << 10
 
-// drainWait bounds the wait for the rest of a small loser body.
+// drainWait bounds how long the losers may outlast a small answer's copy,
+// and then the time spent reading out the bodies of those that answered.
 const drainWait = 5 * time.Millisecond
 
 // settleLosers stops the attempts other than the chosen one: at once, unless
 // the chosen answer is small, in which case they may go on while it is
-// copied, and finish reads out those that answered by then.
+// copied, for up to drainWait, and finish reads out those that answered by
+// then.
 func (rc *race) settleLosers(chosen *endpointresponse.Outcome) {
 	if length := chosen.Response.ContentLength; length < 0 || length > smallAnswer {
 		rc.cancelAllBut(chosen)
+		return
 	}
+	rc.loserCut = time.AfterFunc(drainWait, func() { rc.cancelAllBut(chosen) })
 }
 
-// drainSmall reads out the body of a loser's small answer, for at most
-// drainWait, so that its HTTP/1 connection goes back to the pool rather than
+// drainSmall reads out the body of a loser's small answer, until drainBy at
+// the latest, so that its HTTP/1 connection goes back to the pool rather than
 // being closed.
-func drainSmall(outcome *endpointresponse.Outcome) {
+func drainSmall(outcome *endpointresponse.Outcome, drainBy time.Time) {
 	resp := outcome.Response
 	if resp == nil || resp.ContentLength < 0 || resp.ContentLength > smallAnswer || outcome.Cancel == nil {
 		return
 	}
-	cut := time.AfterFunc(drainWait, outcome.Cancel)
+	left := time.Until(drainBy)
+	if left <= 0 {
+		return
+	}
+	cut := time.AfterFunc(left, outcome.Cancel)
 	defer cut.Stop()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, smallAnswer+1))
 }
@@ -497,14 +508,21 @@ func (rc *race) cancelAllBut(keep *endpointresponse.Outcome) {
 // response body that nobody else will read and gives the endpoints back their
 // in-flight places.
 func (rc *race) finish() {
-	// Losers that answered while the winner was copied are read out, so
-	// that their connection can carry another request.
+	if rc.loserCut != nil {
+		rc.loserCut.Stop()
+	}
+	// Losers that answered while the winner was copied are read out, all
+	// within drainWait, so that their connection can carry another request.
+	var drainBy time.Time
 	for answered := true; answered; {
 		select {
 		case outcome := <-rc.results:
 			logAttempt(rc.log, outcome)
 			rc.report(outcome)
-			drainSmall(outcome)
+			if drainBy.IsZero() {
+				drainBy = time.Now().Add(drainWait)
+			}
+			drainSmall(outcome, drainBy)
 			outcome.Close()
 		default:
 			answered = false
