@@ -475,7 +475,9 @@ func (rc *race) settleLosers(chosen *endpointresponse.Outcome) {
 		rc.cancelAllBut(chosen)
 		return
 	}
-	rc.loserCut = time.AfterFunc(drainWait, func() { rc.cancelAllBut(chosen) })
+	if len(rc.cancels) > 1 {
+		rc.loserCut = time.AfterFunc(drainWait, func() { rc.cancelAllBut(chosen) })
+	}
 }
 
 // drainSmall reads out the body of a loser's small answer, until drainBy at
