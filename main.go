@@ -59,7 +59,7 @@ type CLI struct {
 	Timeout             time.Duration            `default:"30s" help:"How long a request may wait for a terminal answer's headers, all attempts together (0: no limit). Then 504, or the last non-terminal answer."`
 	TryTimeout          time.Duration            `default:"10s" help:"How long one attempt may wait for its response headers before it counts as failed (0: no limit)."`
 	ResponseIdleTimeout time.Duration            `default:"60s" help:"How long the winning endpoint may pause in the middle of its response body before the response is cut off (0: no limit). Streams (Server-Sent Events) must send something more often."`
-	MaxBodyBuffer       byteSize                 `default:"8MiB" help:"Largest request body held in memory so every attempt can send it (bytes, or with KiB, MiB, GiB). A larger body is streamed to the first endpoint only."`
+	MaxBodyBuffer       byteSize                 `default:"8MiB" help:"Largest request body held in memory so every attempt can send it (bytes, or with KiB, MiB, GiB). A larger body is streamed to the first endpoint only, as is one over 64KiB when a request has one attempt at most."`
 	MaxReplayMemory     byteSize                 `default:"256MiB" help:"Most memory held by request bodies kept for replay, all requests together; a request whose body does not fit gets 503 (0: no cap)."`
 	StopAfter           time.Duration            `original:"" short:"s" help:"Stop (gracefully, exit 0) after this long; 0 runs until SIGINT or SIGTERM."`
 	ShutdownTimeout     time.Duration            `default:"10s" help:"On stop, how long in-flight requests may take to finish."`
@@ -173,18 +173,18 @@ func (c *CLI) schedule() fanout.Schedule {
 	return fanout.Hedged(hedge.NewDelay(spec, hedge.Options{Min: c.HedgeDelayMin, Max: c.HedgeDelayMax}))
 }
 
-// idleConnsPerEndpoint sizes the idle connections kept per endpoint to the
-// concurrency the proxy can have: as many as client connections (each has
-// at most one attempt per endpoint in flight), so that under load no answer
-// closes a connection only for the pool being full.
-func (c *CLI) idleConnsPerEndpoint() int {
+// idleConns sizes the idle connections kept per endpoint, and in all, to
+// the concurrency the proxy can have: as many as client connections (an
+// HTTP/1 one has at most one attempt per endpoint in flight), so that under
+// load no answer closes a connection only for the pool being full.
+func (c *CLI) idleConns() int {
 	if c.MaxConnections > 0 {
 		return c.MaxConnections
 	}
 	return unlimitedIdleConns
 }
 
-// unlimitedIdleConns is the idle pool per endpoint when client connections
+// unlimitedIdleConns is the idle pool when client connections
 // are not capped; idle connections still close after 90 seconds.
 const unlimitedIdleConns = 1 << 16
 
@@ -306,7 +306,7 @@ func (c *CLI) serve(ctx context.Context, releaseSignals func()) error {
 	}
 
 	schedule := c.schedule()
-	transport := endpoints.NewTransport(c.idleConnsPerEndpoint())
+	transport := endpoints.NewTransport(c.idleConns())
 	defer transport.CloseIdleConnections()
 	pool := endpoints.NewPool(c.Endpoints, endpoints.PoolOptions{
 		Order: c.Order, MaxInflight: c.MaxInflight,

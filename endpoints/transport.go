@@ -18,18 +18,20 @@ type Transport struct {
 }
 
 // NewTransport returns the transport that every attempt to every endpoint
-// shares. It keeps up to maxIdlePerHost idle connections per endpoint so that
-// busy endpoints are not dialled per request, never asks for compressed bodies
+// shares. It keeps up to maxIdle idle connections per endpoint so that busy
+// endpoints are not dialled per request, and as many in all, so that many
+// endpoints do not multiply the file descriptors held; it never asks for compressed bodies
 // it would then have to undo (responses pass through as the endpoint sent
 // them), ignores HTTP_PROXY settings (the endpoints are called directly) and
 // dials connections that a Watch can follow.
-func NewTransport(maxIdlePerHost int) *Transport {
+func NewTransport(maxIdle int) *Transport {
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	newTransport := func(dial func(ctx context.Context, network, address string) (net.Conn, error)) *http.Transport {
 		return &http.Transport{
 			DialContext:           dial,
 			ForceAttemptHTTP2:     true,
-			MaxIdleConnsPerHost:   maxIdlePerHost,
+			MaxIdleConns:          maxIdle,
+			MaxIdleConnsPerHost:   maxIdle,
 			IdleConnTimeout:       90 * time.Second,
 			TLSHandshakeTimeout:   10 * time.Second,
 			ExpectContinueTimeout: time.Second,
@@ -48,17 +50,22 @@ func NewTransport(maxIdlePerHost int) *Transport {
 const schemeH2C = "h2c"
 
 // RoundTrip sends req to its endpoint, by HTTP/2 without TLS when its URL's
-// scheme is h2c.
+// scheme is h2c, unless req asks to upgrade its connection (a WebSocket):
+// HTTP/2 has no such thing, so that goes in HTTP/1.1, which servers of h2c
+// speak on the same port.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Scheme != schemeH2C {
 		return t.http1.RoundTrip(req)
 	}
-	// Go's transport speaks h2c to http:// URLs when told to.
+	// Go's transports speak h2c to http:// URLs when told to.
 	url := *req.URL
 	url.Scheme = "http"
-	h2cReq := *req
-	h2cReq.URL = &url
-	return t.h2c.RoundTrip(&h2cReq)
+	plainReq := *req
+	plainReq.URL = &url
+	if req.Header.Get("Upgrade") != "" {
+		return t.http1.RoundTrip(&plainReq)
+	}
+	return t.h2c.RoundTrip(&plainReq)
 }
 
 // CloseIdleConnections closes the connections not carrying a request.
