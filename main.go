@@ -184,8 +184,8 @@ func (c *CLI) idleConns() int {
 	return unlimitedIdleConns
 }
 
-// unlimitedIdleConns is the idle pool when client connections
-// are not capped; idle connections still close after 90 seconds.
+// unlimitedIdleConns is the idle pool when client connections are not
+// capped; idle connections still close after 90 seconds.
 const unlimitedIdleConns = 1 << 16
 
 // defaultHedgePercentile is the hedge delay's percentile when neither

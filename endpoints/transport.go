@@ -20,10 +20,10 @@ type Transport struct {
 // NewTransport returns the transport that every attempt to every endpoint
 // shares. It keeps up to maxIdle idle connections per endpoint so that busy
 // endpoints are not dialled per request, and as many in all, so that many
-// endpoints do not multiply the file descriptors held; it never asks for compressed bodies
-// it would then have to undo (responses pass through as the endpoint sent
-// them), ignores HTTP_PROXY settings (the endpoints are called directly) and
-// dials connections that a Watch can follow.
+// endpoints do not multiply the file descriptors held. It never asks for
+// compressed bodies it would then have to undo (responses pass through as
+// the endpoint sent them), ignores HTTP_PROXY settings (the endpoints are
+// called directly) and dials connections that a Watch can follow.
 func NewTransport(maxIdle int) *Transport {
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	newTransport := func(dial func(ctx context.Context, network, address string) (net.Conn, error)) *http.Transport {
