@@ -173,19 +173,19 @@ func (c *CLI) schedule() fanout.Schedule {
 	return fanout.Hedged(hedge.NewDelay(spec, hedge.Options{Min: c.HedgeDelayMin, Max: c.HedgeDelayMax}))
 }
 
-// idleConns sizes the idle connections kept per endpoint, and in all, to
-// the concurrency the proxy can have: as many as client connections (an
-// HTTP/1 one has at most one attempt per endpoint in flight), so that under
-// load no answer closes a connection only for the pool being full.
-func (c *CLI) idleConns() int {
+// idleConnsPerEndpoint sizes the idle connections kept per endpoint to the
+// concurrency the proxy can have: as many as client connections (an HTTP/1
+// one has at most one attempt per endpoint in flight), so that under load no
+// answer closes a connection only for the pool being full.
+func (c *CLI) idleConnsPerEndpoint() int {
 	if c.MaxConnections > 0 {
 		return c.MaxConnections
 	}
 	return unlimitedIdleConns
 }
 
-// unlimitedIdleConns is the idle pool when client connections are not
-// capped; idle connections still close after 90 seconds.
+// unlimitedIdleConns is the idle pool per endpoint when client connections
+// are not capped; idle connections still close after 90 seconds.
 const unlimitedIdleConns = 1 << 16
 
 // defaultHedgePercentile is the hedge delay's percentile when neither
@@ -306,7 +306,7 @@ func (c *CLI) serve(ctx context.Context, releaseSignals func()) error {
 	}
 
 	schedule := c.schedule()
-	transport := endpoints.NewTransport(c.idleConns())
+	transport := endpoints.NewTransport(c.idleConnsPerEndpoint())
 	defer transport.CloseIdleConnections()
 	pool := endpoints.NewPool(c.Endpoints, endpoints.PoolOptions{
 		Order: c.Order, MaxInflight: c.MaxInflight,

@@ -18,20 +18,21 @@ type Transport struct {
 }
 
 // NewTransport returns the transport that every attempt to every endpoint
-// shares. It keeps up to maxIdle idle connections per endpoint so that busy
-// endpoints are not dialled per request, and as many in all, so that many
-// endpoints do not multiply the file descriptors held. It never asks for
-// compressed bodies it would then have to undo (responses pass through as
-// the endpoint sent them), ignores HTTP_PROXY settings (the endpoints are
-// called directly) and dials connections that a Watch can follow.
-func NewTransport(maxIdle int) *Transport {
+// shares. It keeps up to maxIdlePerHost idle connections per endpoint so
+// that busy endpoints are not dialled per request, with no cap in all: under
+// fan-out a client connection can have an attempt at every endpoint, so a cap
+// below maxIdlePerHost times the endpoints would close connections that are
+// about to be used again. It never asks for compressed bodies it would then
+// have to undo (responses pass through as the endpoint sent them), ignores
+// HTTP_PROXY settings (the endpoints are called directly) and dials
+// connections that a Watch can follow.
+func NewTransport(maxIdlePerHost int) *Transport {
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	newTransport := func(dial func(ctx context.Context, network, address string) (net.Conn, error)) *http.Transport {
 		return &http.Transport{
 			DialContext:           dial,
 			ForceAttemptHTTP2:     true,
-			MaxIdleConns:          maxIdle,
-			MaxIdleConnsPerHost:   maxIdle,
+			MaxIdleConnsPerHost:   maxIdlePerHost,
 			IdleConnTimeout:       90 * time.Second,
 			TLSHandshakeTimeout:   10 * time.Second,
 			ExpectContinueTimeout: time.Second,

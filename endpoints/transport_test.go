@@ -2,51 +2,14 @@ package endpoints
 
 import (
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-// TestTransportCapsIdleConnectionsInAll has a transport with room for one
-// idle connection call two endpoints: whichever connection goes idle second
-// takes the other's place, which is closed.
-func TestTransportCapsIdleConnectionsInAll(t *testing.T) {
-	t.Parallel()
-	var closed atomic.Int32
-	var urls [2]string
-	for i := range urls {
-		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-		srv.Config.ConnState = func(_ net.Conn, state http.ConnState) {
-			if state == http.StateClosed {
-				closed.Add(1)
-			}
-		}
-		srv.Start()
-		t.Cleanup(srv.Close)
-		urls[i] = srv.URL
-	}
-	transport := NewTransport(1)
-	for _, url := range urls {
-		req, err := http.NewRequest(http.MethodGet, url, nil)
-		require.NoError(t, err)
-		resp, err := transport.RoundTrip(req)
-		require.NoError(t, err)
-		_, _ = io.Copy(io.Discard, resp.Body)
-		require.NoError(t, resp.Body.Close())
-	}
-	// A wait for the transport's own goroutines, not a timing assertion.
-	assert.Eventually(t, func() bool { return closed.Load() == 1 }, 10*time.Second, 5*time.Millisecond,
-		"one idle connection in all: the first was closed")
-	transport.CloseIdleConnections()
-	assert.Eventually(t, func() bool { return closed.Load() == 2 }, 10*time.Second, 5*time.Millisecond)
-}
 
 // TestTransportUpgradesH2CEndpointsOverHTTP1 asks an h2c:// endpoint for a
 // WebSocket-like upgrade, which HTTP/2 cannot carry: it goes in HTTP/1.1 to
