@@ -133,3 +133,18 @@ func TestLosersDoNotOutlastASlowSmallAnswer(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "abcd", string(body))
 }
+
+func TestCancelUnansweredLeavesAnsweredLosers(t *testing.T) {
+	t.Parallel()
+	var cancelled [4]atomic.Bool
+	rc := &race{}
+	for i := range cancelled {
+		rc.cancels = append(rc.cancels, func() { cancelled[i].Store(true) })
+	}
+	rc.answered.Or(1<<1 | 1<<2) // attempts 2 and 3 have their headers
+	rc.cancelUnanswered(&endpointresponse.Outcome{Attempt: 3})
+	assert.False(t, cancelled[2].Load(), "the winner")
+	assert.False(t, cancelled[1].Load(), "an answered loser, for finish to read out")
+	assert.True(t, cancelled[0].Load(), "a loser waiting for its headers")
+	assert.True(t, cancelled[3].Load(), "a loser waiting for its headers")
+}

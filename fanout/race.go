@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -68,9 +69,12 @@ type race struct {
 	// better comes.
 	fallback *endpointresponse.Outcome
 	chosen   *endpointresponse.Outcome
-	// loserCut cancels the losers when a small answer's copy, which they
-	// may outlast, takes longer than drainWait.
+	// loserCut cancels the losers still waiting for their headers when a
+	// small answer's copy, which they may outlast, takes longer than
+	// drainWait; answered has bit n-1 set once attempt n has its headers
+	// (attempts past the 64th are never marked, and so always cut).
 	loserCut *time.Timer
+	answered atomic.Uint64
 	log      *zerolog.Logger
 }
 
@@ -296,7 +300,11 @@ func (rc *race) launch() bool {
 	rc.attempts.Add(1)
 	go func() {
 		defer rc.attempts.Done()
-		rc.results <- rc.proxy.attempt(outgoing, watch, cancel, endpoint, number, headerTimeout, traceSend)
+		outcome := rc.proxy.attempt(outgoing, watch, cancel, endpoint, number, headerTimeout, traceSend)
+		if outcome.Response != nil && number <= 64 {
+			rc.answered.Or(1 << (number - 1))
+		}
+		rc.results <- outcome
 	}()
 	return true
 }
@@ -475,8 +483,19 @@ func (rc *race) settleLosers(chosen *endpointresponse.Outcome) {
 		rc.cancelAllBut(chosen)
 		return
 	}
-	if len(rc.cancels) > 1 {
-		rc.loserCut = time.AfterFunc(drainWait, func() { rc.cancelAllBut(chosen) })
+	if !rc.inline && len(rc.cancels) > 1 {
+		rc.loserCut = time.AfterFunc(drainWait, func() { rc.cancelUnanswered(chosen) })
+	}
+}
+
+// cancelUnanswered cancels the attempts other than keep that have no answer
+// yet; those that have one are left for finish to read out.
+func (rc *race) cancelUnanswered(keep *endpointresponse.Outcome) {
+	answered := rc.answered.Load()
+	for i, cancel := range rc.cancels {
+		if i != keep.Attempt-1 && (i >= 64 || answered&(1<<i) == 0) {
+			cancel()
+		}
 	}
 }
 
