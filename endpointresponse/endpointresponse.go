@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -96,6 +97,11 @@ func (o *Outcome) Copy(w http.ResponseWriter, idleTimeout time.Duration) (int64,
 		announced[name] = true
 		header.Add("Trailer", name)
 	}
+	if knownLengthUnsaid(resp) {
+		// An HTTP/2 endpoint may leave the length out, and the flush at the
+		// end would make the answer chunked for want of it.
+		header["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
+	}
 	w.WriteHeader(resp.StatusCode)
 	out := &clientWriter{w: w, controller: *http.NewResponseController(w)}
 	defer out.finish()
@@ -125,6 +131,19 @@ func (o *Outcome) Copy(w http.ResponseWriter, idleTimeout time.Duration) (int64,
 	// The answer goes out whole now rather than when the handler returns,
 	// which under fan-out is after the losers are read out.
 	return written, flush(&out.controller)
+}
+
+// knownLengthUnsaid reports whether resp's body length is known but not in
+// its header, for a response that may have a body.
+func knownLengthUnsaid(resp *http.Response) bool {
+	if resp.ContentLength < 0 || resp.Header.Get("Content-Length") != "" || len(resp.Trailer) > 0 {
+		return false
+	}
+	if resp.Request != nil && resp.Request.Method == http.MethodHead {
+		return false
+	}
+	code := resp.StatusCode
+	return code >= 200 && code != http.StatusNoContent && code != http.StatusNotModified
 }
 
 // streams reports whether a response should reach the client write by write

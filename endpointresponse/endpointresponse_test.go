@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -876,5 +877,44 @@ func TestCopyTrailersOverHTTP2(t *testing.T) {
 		assert.Equal(t, "ok", string(body))
 		assert.Equal(t, 2, resp.ProtoMajor)
 		assert.Equal(t, "0", resp.Trailer.Get("Grpc-Status"))
+	}
+}
+
+// TestCopySaysAKnownLength copies answers whose length is known but not in
+// their header, as from an HTTP/2 endpoint that ends the stream with its
+// headers: the client gets the length, not a chunked body.
+func TestCopySaysAKnownLength(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		answer     *http.Response
+		wantLength int64
+		wantChunks bool
+	}{
+		{name: "empty", answer: &http.Response{StatusCode: http.StatusOK, ContentLength: 0}, wantLength: 0},
+		{name: "sized", answer: &http.Response{StatusCode: http.StatusOK, ContentLength: 5}, wantLength: 5},
+		{name: "unknown", answer: &http.Response{StatusCode: http.StatusOK, ContentLength: -1}, wantLength: -1, wantChunks: true},
+		{name: "no content", answer: &http.Response{StatusCode: http.StatusNoContent, ContentLength: 0}, wantLength: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			body := strings.Repeat("x", int(max(tt.answer.ContentLength, 0)))
+			server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				answer := *tt.answer
+				answer.Header = http.Header{}
+				answer.Body = io.NopCloser(strings.NewReader(body))
+				_, _ = (&Outcome{Response: &answer}).Copy(w, 0)
+			}))
+			t.Cleanup(server.Close)
+			resp, err := server.Client().Get(server.URL)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			got, err := io.ReadAll(resp.Body)
+			require.NoError(t, err)
+			assert.Equal(t, body, string(got))
+			assert.Equal(t, tt.wantLength, resp.ContentLength)
+			assert.Equal(t, tt.wantChunks, slices.Contains(resp.TransferEncoding, "chunked"))
+		})
 	}
 }
