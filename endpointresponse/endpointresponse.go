@@ -76,12 +76,13 @@ var ErrClientWrite = errors.New("writing to the client")
 // Copy writes the response to w: headers without hop-by-hop ones and the status,
 // flushed with the body or within headFlushDelay, so a slow body does not hold
 // them back; the body as it arrives (flushed write by write when its length is
-// unknown, as with Server-Sent Events); and the trailers; all of it is flushed
-// before Copy returns. If the body breaks off, what arrived is flushed before the
-// error returns; a body that sends nothing for idleTimeout (if positive, and
-// if o.Cancel is set) is cut off with ErrResponseIdle. It returns the body
-// bytes written. An error comes after the status was written, so the caller
-// can only abort the exchange. Copy does not close the body; Close does.
+// unknown, as with Server-Sent Events); and the trailers. The end of the answer
+// may stay in the server's buffer until Flush or the handler's return. If the
+// body breaks off, what arrived is flushed before the error returns; a body
+// that sends nothing for idleTimeout (if positive, and if o.Cancel is set) is
+// cut off with ErrResponseIdle. It returns the body bytes written. An error
+// comes after the status was written, so the caller can only abort the
+// exchange. Copy does not close the body; Close does.
 func (o *Outcome) Copy(w http.ResponseWriter, idleTimeout time.Duration) (int64, error) {
 	resp := o.Response
 	endpoints.RemoveHopByHop(resp.Header)
@@ -128,9 +129,13 @@ func (o *Outcome) Copy(w http.ResponseWriter, idleTimeout time.Duration) (int64,
 		}
 		header[name] = values
 	}
-	// The answer goes out whole now rather than when the handler returns,
-	// which under fan-out is after the losers are read out.
-	return written, flush(&out.controller)
+	return written, nil
+}
+
+// Flush sends what Copy left in w's buffer now rather than when the handler
+// returns, so that the client has the whole answer while the handler goes on.
+func Flush(w http.ResponseWriter) error {
+	return flush(http.NewResponseController(w))
 }
 
 // knownLengthUnsaid reports whether resp's body length is known but not in

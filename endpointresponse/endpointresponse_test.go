@@ -808,15 +808,18 @@ func handRolled(body io.ReadCloser, length int64, trailer http.Header) *http.Res
 	return &http.Response{StatusCode: http.StatusOK, Header: header, ContentLength: length, Body: body, Trailer: trailer}
 }
 
-// TestCopyFlushesTheWholeAnswer has the handler go on after Copy, as a
-// fan-out handler does while it reads out the losers: the client must have
+// TestFlushSendsTheWholeAnswer has the handler go on after Copy and Flush, as
+// a fan-out handler does while it reads out the losers: the client must have
 // the whole answer by then.
-func TestCopyFlushesTheWholeAnswer(t *testing.T) {
+func TestFlushSendsTheWholeAnswer(t *testing.T) {
 	t.Parallel()
 	clientDone := make(chan struct{})
 	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		o := &Outcome{Response: handRolled(io.NopCloser(strings.NewReader("hello")), 5, nil)}
 		if _, err := o.Copy(w, 0); err != nil {
+			return
+		}
+		if err := Flush(w); err != nil {
 			return
 		}
 		select {
@@ -904,7 +907,9 @@ func TestCopySaysAKnownLength(t *testing.T) {
 				answer := *tt.answer
 				answer.Header = http.Header{}
 				answer.Body = io.NopCloser(strings.NewReader(body))
-				_, _ = (&Outcome{Response: &answer}).Copy(w, 0)
+				if _, err := (&Outcome{Response: &answer}).Copy(w, 0); err == nil {
+					_ = Flush(w)
+				}
 			}))
 			t.Cleanup(server.Close)
 			resp, err := server.Client().Get(server.URL)

@@ -203,6 +203,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	summary.bytes, err = chosen.Copy(w, p.ResponseIdleTimeout)
+	if err == nil {
+		race.giveBack(chosen)
+		// The answer goes out whole now rather than when the handler
+		// returns, which under fan-out is after the losers are read out.
+		err = endpointresponse.Flush(w)
+	}
 	if err != nil {
 		summary.err = err
 		if clientLeft(r, err) {

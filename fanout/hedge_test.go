@@ -554,13 +554,39 @@ func TestABodyOverTheBufferIsNotHedged(t *testing.T) {
 	assert.Zero(t, second.hits.Load())
 }
 
-func TestInflightPlacesAreGivenBack(t *testing.T) {
+// TestInflightPlaceIsFreeOnceTheAnswerIsOut sends the client's next request
+// while the handler of its first one is still busy after the answer (held by
+// the log line about its cancelled loser): the winner's in-flight place must
+// be free by then, as the client has no way to know the handler is not done.
+func TestInflightPlaceIsFreeOnceTheAnswerIsOut(t *testing.T) {
 	t.Parallel()
-	only := newBackend(t, answer(http.StatusOK, "ok"))
-	urls := []string{only.srv.URL}
-	proxy := newProxy(t, FanOut(), urls, withPool(t, urls, endpoints.PoolOptions{MaxInflight: 1}))
-	for range 3 {
-		resp, _ := get(t, proxy.URL)
+	winner := newBackend(t, answer(http.StatusOK, "ok"))
+	loser := newBackend(t, hang(make(chan struct{}, 1)))
+	urls := []string{winner.srv.URL, loser.srv.URL}
+	proxy := buildProxy(t, FanOut(), urls, withPool(t, urls, endpoints.PoolOptions{MaxInflight: 1}))
+	logs := &heldLog{hold: `"attempt":2`, release: make(chan struct{})}
+	srv := serve(t, hlog.NewHandler(zerolog.New(logs).Level(zerolog.DebugLevel))(proxy))
+	// Runs before the server's Close, which waits for the held handler.
+	t.Cleanup(func() { close(logs.release) })
+
+	for range 2 {
+		resp, body := get(t, srv.URL)
 		assert.Equal(t, http.StatusOK, resp.StatusCode)
+		assert.Equal(t, "ok", body)
 	}
+	assert.Equal(t, int32(2), winner.hits.Load())
+}
+
+// heldLog is a log writer that holds every line containing hold until release
+// is closed, and drops all lines.
+type heldLog struct {
+	hold    string
+	release chan struct{}
+}
+
+func (l *heldLog) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), l.hold) {
+		<-l.release
+	}
+	return len(p), nil
 }

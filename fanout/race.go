@@ -75,7 +75,10 @@ type race struct {
 	// (attempts past the 64th are never marked, and so always cut).
 	loserCut *time.Timer
 	answered atomic.Uint64
-	log      *zerolog.Logger
+	// givenBack is the number of the attempt whose in-flight place giveBack
+	// gave back, 0 if none.
+	givenBack int
+	log       *zerolog.Logger
 }
 
 // newRace prepares in's attempts. protocol, if not empty, is the protocol in
@@ -563,9 +566,19 @@ func (rc *race) finish() {
 	if rc.chosen != nil {
 		rc.chosen.Close()
 	}
-	for _, endpoint := range rc.tried {
-		rc.proxy.Endpoints.Release(endpoint)
+	for i, endpoint := range rc.tried {
+		if i+1 != rc.givenBack {
+			rc.proxy.Endpoints.Release(endpoint)
+		}
 	}
+}
+
+// giveBack gives back the in-flight place of chosen's endpoint ahead of
+// finish, once its answer is read whole: the client, which may send its next
+// request as soon as it has that answer, then finds the place free.
+func (rc *race) giveBack(chosen *endpointresponse.Outcome) {
+	rc.proxy.Endpoints.Release(chosen.Endpoint)
+	rc.givenBack = chosen.Attempt
 }
 
 func logAttempt(log *zerolog.Logger, outcome *endpointresponse.Outcome) {
