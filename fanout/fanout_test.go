@@ -154,11 +154,14 @@ func (b *syncBuffer) String() string {
 }
 
 // client returns an HTTP client whose connections are closed after the test.
+// client returns an HTTP client whose idle connections close with the test.
+// Its time-out is a deadlock guard, not a timing assertion: a test whose
+// answer never ends fails rather than hangs.
 func client(t *testing.T) *http.Client {
 	t.Helper()
 	transport := &http.Transport{}
 	t.Cleanup(transport.CloseIdleConnections)
-	return &http.Client{Transport: transport}
+	return &http.Client{Transport: transport, Timeout: 30 * time.Second}
 }
 
 func get(t *testing.T, url string) (*http.Response, string) {
