@@ -136,7 +136,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		summary.status = status
 		if !isLimit && clientLeft(r, err) {
 			summary.status = statusClientClosedRequest
-			return
+			abandon()
 		}
 		http.Error(w, fmt.Sprintf("%d %s: the request body could not be read", summary.status, http.StatusText(summary.status)), summary.status)
 		return
@@ -171,13 +171,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if chosen == nil {
 		summary.status = failureStatus(r, ended, race.failures)
 		summary.err = errors.Join(race.failures...)
-		if summary.status != statusClientClosedRequest {
-			message := "no endpoint answered"
-			if ended == noEndpointFree {
-				message = "every endpoint is at --max-inflight"
-			}
-			http.Error(w, fmt.Sprintf("%d %s: %s", summary.status, http.StatusText(summary.status), message), summary.status)
+		if summary.status == statusClientClosedRequest {
+			abandon()
 		}
+		message := "no endpoint answered"
+		if ended == noEndpointFree {
+			message = "every endpoint is at --max-inflight"
+		}
+		http.Error(w, fmt.Sprintf("%d %s: %s", summary.status, http.StatusText(summary.status), message), summary.status)
 		return
 	}
 
@@ -220,6 +221,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// so the client cannot take a truncated body for a whole one.
 		panic(http.ErrAbortHandler)
 	}
+}
+
+// abandon ends a request whose client went away before it had an answer: the
+// connection is cut, never left to the server, which would send an empty
+// 200 for a handler that wrote nothing.
+func abandon() {
+	panic(http.ErrAbortHandler)
 }
 
 // failureStatus maps how a race that produced no response ended to the status

@@ -838,3 +838,34 @@ func TestSlowButSteadyBodyIsNotCut(t *testing.T) {
 	assert.Equal(t, 200, resp.StatusCode)
 	assert.Equal(t, 12, strings.Count(body, "event "), body)
 }
+
+func TestAClientThatLeftGetsNoMadeUpAnswer(t *testing.T) {
+	t.Parallel()
+	upstream := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
+	})
+	tests := []struct{ name, raw string }{
+		{"while its attempt waits", "GET / HTTP/1.1\r\nHost: x\r\n\r\n"},
+		{"during its upload", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly ten b"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			proxy, logs, served := newLoggedProxy(t, Serial(), []string{upstream.srv.URL})
+			conn, err := net.Dial("tcp", strings.TrimPrefix(proxy.URL, "http://"))
+			require.NoError(t, err)
+			defer conn.Close()
+			require.NoError(t, conn.SetDeadline(time.Now().Add(hangGuard)))
+			_, err = io.WriteString(conn, tt.raw)
+			require.NoError(t, err)
+			// Half-closed: the server takes the client for gone, though it
+			// could still read an answer.
+			require.NoError(t, conn.(*net.TCPConn).CloseWrite())
+			got, err := io.ReadAll(conn)
+			require.NoError(t, err)
+			assert.Empty(t, string(got), "an answer the proxy never had, such as an empty 200")
+			waitFor(t, served, "the request's end")
+			assert.Contains(t, logs.String(), `"status":499`)
+		})
+	}
+}

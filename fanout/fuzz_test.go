@@ -1,6 +1,7 @@
 package fanout
 
 import (
+	"bufio"
 	"bytes"
 	"io"
 	"log"
@@ -15,12 +16,13 @@ import (
 	"balancing-reverse-proxy/inbound"
 )
 
-// FuzzRequestPath sends raw client bytes through the whole request path (the
-// inbound listener's framing checks, the limits, the engine) to an endpoint,
-// over real sockets, and checks that nothing panics, that the proxy never
-// answers 500, and that what reaches the endpoint is a clean request: only
-// its own forwarding headers, no hop-by-hop header, no framing of the
-// client's.
+// FuzzRequestPath sends raw client bytes, behind a good request, through the
+// whole request path (the inbound listener's framing checks, the limits, the
+// engine) to an endpoint, over real sockets, and checks that nothing panics,
+// that the good request gets the endpoint's answer first, that the proxy
+// never answers 500 nor makes up a 200, and that what reaches the endpoint is
+// a clean request: only its own forwarding headers, no hop-by-hop header, no
+// framing of the client's.
 //
 //	go test -run XXX -fuzz FuzzRequestPath -fuzztime 5m ./fanout/
 func FuzzRequestPath(f *testing.F) {
@@ -65,6 +67,7 @@ func FuzzRequestPath(f *testing.F) {
 		seen.Lock()
 		seen.problems = append(seen.problems, problems...)
 		seen.Unlock()
+		w.Header().Set("X-Endpoint", "yes")
 		_, _ = io.WriteString(w, "ok")
 	}))
 	f.Cleanup(endpoint.Close)
@@ -72,27 +75,30 @@ func FuzzRequestPath(f *testing.F) {
 		p.MaxBodyBuffer, p.MaxReplayMemory = 1<<10, 1<<20
 	})
 	limits := inbound.Limits{MaxHeaders: 50, MaxBody: 1 << 12, BodyReadTimeout: time.Second}
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		f.Fatal(err)
+	}
 	var serverLog syncBuffer
+	listener := inbound.NewListener(tcp, inbound.ListenerOptions{})
 	server := &http.Server{
+		ConnState:         listener.ConnState,
 		Handler:           limits.Handler(proxy),
 		ReadHeaderTimeout: time.Second,
 		MaxHeaderBytes:    4 << 10,
 		ErrorLog:          log.New(&serverLog, "", 0),
 	}
-	tcp, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		f.Fatal(err)
-	}
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
-		_ = server.Serve(inbound.NewListener(tcp, inbound.ListenerOptions{}))
+		_ = server.Serve(listener)
 	}()
 	f.Cleanup(func() {
 		_ = server.Close()
 		<-served
 	})
 
+	const first = "GET /first HTTP/1.1\r\nHost: x\r\n\r\n"
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		conn, err := net.Dial("tcp", tcp.Addr().String())
 		if err != nil {
@@ -100,12 +106,25 @@ func FuzzRequestPath(f *testing.F) {
 		}
 		defer conn.Close()
 		_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
-		_, _ = conn.Write(raw)
+		_, _ = conn.Write(append([]byte(first), raw...))
+		reader := bufio.NewReader(conn)
+		resp, err := http.ReadResponse(reader, nil)
+		if err != nil {
+			t.Fatalf("no answer to the request before %q: %v", raw, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK || string(body) != "ok" {
+			t.Fatalf("the request before %q got %d %q (%v), not the endpoint's answer", raw, resp.StatusCode, body, err)
+		}
 		// The end of the client's bytes ends any request left incomplete.
 		_ = conn.(*net.TCPConn).CloseWrite()
-		answer, _ := io.ReadAll(conn)
+		answer, _ := io.ReadAll(reader)
 		if bytes.Contains(answer, []byte(" 500 Internal Server Error")) {
 			t.Fatalf("the proxy answered 500 to %q: %q", raw, answer)
+		}
+		if madeUp(answer) {
+			t.Fatalf("the proxy answered %q with a 200 the endpoint never sent: %q", raw, answer)
 		}
 		if strings.Contains(serverLog.String(), "panic") {
 			t.Fatalf("the server logged a panic for %q: %s", raw, serverLog.String())
@@ -118,6 +137,26 @@ func FuzzRequestPath(f *testing.F) {
 			t.Fatalf("for %q: %s", raw, strings.Join(problems, "; "))
 		}
 	})
+}
+
+// endpointMark is a header every answer of the fuzzers' endpoint carries.
+const endpointMark = "\r\nX-Endpoint: yes"
+
+// madeUp reports whether answers, the bytes a client got, hold a 200 that is
+// not the endpoint's.
+func madeUp(answers []byte) bool {
+	const ok = "HTTP/1.1 200 OK\r\n"
+	for {
+		at := bytes.Index(answers, []byte(ok))
+		if at < 0 {
+			return false
+		}
+		answers = answers[at+len(ok):]
+		head, _, _ := bytes.Cut(answers, []byte("\r\n\r\n"))
+		if !bytes.Contains(append([]byte("\r\n"), head...), []byte(endpointMark)) {
+			return true
+		}
+	}
 }
 
 // hopByHopNames are the headers no endpoint may get from a client.

@@ -15,7 +15,12 @@ const (
 	reasonInvalidLength    = "an invalid Content-Length"
 	reasonChunkedHTTP10    = "Transfer-Encoding in an HTTP/1.0 request"
 	reasonTrailerLF        = "a trailer line ending in a bare LF"
+	reasonHeldTooMuch      = "more than 64 KiB sent behind an upgrade request before its answer"
 )
+
+// maxHeld bounds the bytes held behind an upgrade request until its answer
+// (a client must wait for the switch before it speaks the new protocol).
+const maxHeld = 64 << 10
 
 // rejectedLine takes the place of the line that ends a rejected request's
 // head (or its trailer section), or of the folded line: a NUL is valid
@@ -55,10 +60,22 @@ const (
 	// unsupported Transfer-Encoding): it passes to its end, for the server
 	// to answer, and nothing after it.
 	lastHead
-	// ended: nothing more passes; the server reads the end of the stream.
+	// ended: the server has what it will refuse; nothing more passes. The
+	// client's later bytes are read and dropped, so that the server sees
+	// only the connection's own end or failure: an end made up here would
+	// pass for the client's leaving and cancel the request still being
+	// served before the refused one.
 	ended
-	// rejected: a request was rejected; nothing more passes.
+	// rejected: a request was rejected; from there on as ended.
 	rejected
+	// cut: nothing more passes, and the server reads the end of the stream
+	// at once: it waits for the rest of something that will never come.
+	cut
+	// afterUpgrade: an upgrade request's message is over. What follows is
+	// held, unchecked, until its answer is known: after a switch (see
+	// StopChecking) it is the new protocol's, otherwise (see resume) it is
+	// checked as the next request.
+	afterUpgrade
 	// inPreface: the rest of HTTP/2's client preface, after its first line,
 	// passes byte by byte as long as it matches.
 	inPreface
@@ -117,6 +134,8 @@ type checker struct {
 	h2c       bool
 	requests  int
 	prefaceAt int
+	// held is what came after an upgrade request, in afterUpgrade.
+	held []byte
 }
 
 // headFacts is what a request head says that the checker needs.
@@ -132,6 +151,15 @@ type headFacts struct {
 	badLength, chunked bool
 	// fieldError is set for a field line the server refuses.
 	fieldError bool
+	// connectionUpgrade is set when a Connection field may name upgrade,
+	// and upgrade when there is an Upgrade field: with both, the request
+	// may switch protocols. Err on the side of yes: a request held as an
+	// upgrade that is not one only waits for its answer, while bytes of a
+	// switched connection checked as HTTP would be mangled.
+	connectionUpgrade, upgrade bool
+	// preface is set for HTTP/2's preface line as a request line (outside
+	// of h2c, or not first on the connection).
+	preface bool
 }
 
 // newChecker returns a checker for a new connection; with h2c, one that
@@ -165,13 +193,20 @@ func (c *checker) feed(in []byte, out []byte) (pass int, queued []byte) {
 		case unchecked:
 			emit(in[i:])
 			return pass, queued
-		case ended, rejected:
+		case ended, rejected, cut:
+			return pass, queued
+		case afterUpgrade:
+			c.held = append(c.held, in[i:]...)
+			if len(c.held) > maxHeld {
+				c.held = nil
+				c.phase, c.reason = cut, reasonHeldTooMuch
+			}
 			return pass, queued
 		case inPreface:
 			if in[i] != prefaceRest[c.prefaceAt] {
-				// Neither HTTP/2 nor a request Go's server takes: it gets
-				// nothing more.
-				c.phase = ended
+				// Neither HTTP/2 nor a request Go's server takes, which
+				// waits for the rest of the preface.
+				c.phase = cut
 				return pass, queued
 			}
 			emit(in[i : i+1])
@@ -186,7 +221,7 @@ func (c *checker) feed(in []byte, out []byte) (pass int, queued []byte) {
 			c.remaining -= n
 			if c.remaining == 0 {
 				if c.phase == inBody {
-					c.startHead()
+					c.endMessage()
 				} else {
 					c.startLine(inChunkLine)
 				}
@@ -316,6 +351,11 @@ func (c *checker) endLine() {
 	}
 	value = bytes.Trim(value, " \t")
 	switch {
+	case bytes.EqualFold(name, []byte("Connection")):
+		// A line cut at its bound may name upgrade past the cut.
+		c.head.connectionUpgrade = c.head.connectionUpgrade || c.lineTooLong || hasToken(value, "upgrade")
+	case bytes.EqualFold(name, []byte("Upgrade")):
+		c.head.upgrade = true
 	case isLength:
 		c.head.lengths++
 		if c.head.lengths == 1 {
@@ -341,10 +381,13 @@ func (c *checker) requestLine(line []byte) {
 		return
 	}
 	method, rest, ok1 := bytes.Cut(line, []byte(" "))
-	_, proto, ok2 := bytes.Cut(rest, []byte(" "))
+	target, proto, ok2 := bytes.Cut(rest, []byte(" "))
 	major, minor, ok := http.ParseHTTPVersion(string(proto))
 	if !ok1 || !ok2 || !ok || major != 1 || c.lineTooLong {
 		c.phase = lastHead
+		// Go's server takes the rest of the connection for the body of
+		// HTTP/2's preface as a request.
+		c.head.preface = string(method) == "PRI" && string(target) == "*" && string(proto) == "HTTP/2.0"
 		return
 	}
 	c.head.post = string(method) == http.MethodPost
@@ -361,13 +404,19 @@ func (c *checker) endSection(bare bool) byteVerdict {
 	switch c.phase {
 	case lastHead:
 		c.phase = ended
+		if c.head.preface && c.requests == 1 {
+			// The server reads the rest of the connection as its body; with
+			// no request before it that could still be in flight, it may as
+			// well have the end at once.
+			c.phase = cut
+		}
 		return verdict
 	case inTrailer:
 		if bare {
 			c.reject(reasonTrailerLF)
 			return rejectHere
 		}
-		c.startHead()
+		c.endMessage()
 		return verdict
 	}
 	if !c.head.started {
@@ -409,8 +458,29 @@ func (c *checker) endHead() {
 	case head.lengths == 1 && head.length > 0:
 		c.phase, c.remaining = inBody, head.length
 	default:
-		c.startHead()
+		c.endMessage()
 	}
+}
+
+// endMessage follows the end of a request's message: the next head, or the
+// wait for an upgrade's answer.
+func (c *checker) endMessage() {
+	if c.head.connectionUpgrade && c.head.upgrade {
+		c.phase = afterUpgrade
+		return
+	}
+	c.startHead()
+}
+
+// resume checks what was held behind an upgrade request that did not switch
+// protocols as the next request, as feed does: pass goes on as it is, then
+// queued. The checker must be in afterUpgrade.
+func (c *checker) resume() (pass []byte, queued []byte) {
+	held := c.held
+	c.held = nil
+	c.startHead()
+	n, queued := c.feed(held, nil)
+	return held[:n], queued
 }
 
 // endChunkLine parses a complete chunk-size line the way Go's server does,
@@ -452,6 +522,17 @@ func (c *checker) startLine(phase phase) {
 
 func (c *checker) reject(reason string) {
 	c.phase, c.reason = rejected, reason
+}
+
+// hasToken reports whether the comma-separated list value has token, in any
+// case.
+func hasToken(value []byte, token string) bool {
+	for element := range bytes.SplitSeq(value, []byte(",")) {
+		if bytes.EqualFold(bytes.Trim(element, " \t"), []byte(token)) {
+			return true
+		}
+	}
+	return false
 }
 
 // parseHex parses a chunk size as Go's server does: 1 to 16 hex digits.

@@ -168,9 +168,6 @@ func newRecordingServer(tb testing.TB, checked bool) *recordingServer {
 	require.NoError(tb, err)
 	s := &recordingServer{addr: tcp.Addr().String(), seen: map[string][]string{}}
 	var listener net.Listener = tcp
-	if checked {
-		listener = NewListener(tcp, ListenerOptions{})
-	}
 	server := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			body, err := io.ReadAll(r.Body)
@@ -185,6 +182,10 @@ func newRecordingServer(tb testing.TB, checked bool) *recordingServer {
 		MaxHeaderBytes:    1 << 10,
 		ReadHeaderTimeout: 2 * time.Second,
 		ErrorLog:          log.New(io.Discard, "", 0),
+	}
+	if checked {
+		checking := NewListener(tcp, ListenerOptions{})
+		listener, server.ConnState = checking, checking.ConnState
 	}
 	served := make(chan struct{})
 	go func() {
@@ -255,5 +256,58 @@ func FuzzChecker(f *testing.F) {
 		// Without a rejection, the checker may only stop where the server
 		// refuses anyway.
 		require.Equal(t, len(original), len(seen), "a request was lost without a rejection")
+	})
+}
+
+func TestCheckerHoldsWhatFollowsAnUpgradeRequest(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ name, upgrade string }{
+		{"no body", "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n"},
+		{"a Content-Length body", "POST /ws HTTP/1.1\r\nHost: a\r\nUpgrade: x\r\nconnection: upgrade\r\nContent-Length: 3\r\n\r\nabc"},
+		{"a chunked body", "POST /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n"},
+		{"a Connection line too long to read whole", "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: x\r\nConnection: " + strings.Repeat("a,", maxFieldLine) + "\r\n\r\n"},
+	}
+	const next = "GET /next HTTP/1.1\r\nHost: a\r\n\r\n"
+	// Refused as a request, for its obs-fold.
+	behind := "GET /x HTTP/1.1\r\nX: 1\r\n 2\r\n\r\n"
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			for _, step := range []int{0, 1, 4} {
+				c := newChecker(false)
+				out, reason := checkStream(c, tt.upgrade+behind, step)
+				assert.Empty(t, reason)
+				assert.Equal(t, tt.upgrade, out, "step %d: nothing behind the upgrade goes on before its answer", step)
+				assert.Equal(t, behind, string(c.held))
+
+				// Not switched: what was held is the next request.
+				c = newChecker(false)
+				out, _ = checkStream(c, tt.upgrade+next+behind, step)
+				require.Equal(t, tt.upgrade, out)
+				pass, queued := c.resume()
+				assert.Equal(t, next+"GET /x HTTP/1.1\r\nX: 1\r\n"+string(rejectedLine), string(pass)+string(queued), "step %d: checked as requests again", step)
+				assert.Equal(t, reasonObsFold, c.reason)
+			}
+		})
+	}
+	t.Run("not an upgrade", func(t *testing.T) {
+		t.Parallel()
+		for _, raw := range []string{
+			"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n" + next,
+			"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgraded\r\nUpgrade: x\r\n\r\n" + next,
+		} {
+			out, reason := checkAll(raw, 0)
+			assert.Empty(t, reason)
+			assert.Equal(t, raw, out, "Upgrade alone, or without the token in Connection, switches nothing")
+		}
+	})
+	t.Run("too much held", func(t *testing.T) {
+		t.Parallel()
+		c := newChecker(false)
+		out, reason := checkStream(c, tests[0].upgrade+strings.Repeat("x", maxHeld+1), 1000)
+		assert.Equal(t, tests[0].upgrade, out)
+		assert.Equal(t, reasonHeldTooMuch, reason)
+		assert.Equal(t, cut, c.phase)
+		assert.Empty(t, c.held)
 	})
 }

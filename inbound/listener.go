@@ -52,14 +52,15 @@ type ListenerOptions struct {
 	H2C bool
 	// TLS, if not nil, serves every connection over TLS with this
 	// configuration, HTTP/2 where the client negotiates it (the server must
-	// then serve HTTP/2), checked HTTP/1 otherwise. The server's ConnState
-	// must call the Listener's ConnState, and its ConnContext ConnContext.
+	// then serve HTTP/2), checked HTTP/1 otherwise. The server's
+	// ConnContext must call ConnContext.
 	TLS *tls.Config
 	// HandshakeTimeout bounds a TLS handshake; if zero, it is 10s.
 	HandshakeTimeout time.Duration
 }
 
-// NewListener returns l with a cap on connections and request checks.
+// NewListener returns l with a cap on connections and request checks. The
+// server of its connections must call the Listener's ConnState from its own.
 func NewListener(l net.Listener, opts ListenerOptions) *Listener {
 	listener := &Listener{Listener: l, closed: make(chan struct{}), onReject: opts.OnReject, h2c: opts.H2C}
 	if opts.MaxConnections > 0 {
@@ -128,8 +129,10 @@ type conn struct {
 	ready []byte
 	// readErr is an error from the client's connection that is due to the
 	// server once ready is empty.
-	readErr   error
-	closeOnce sync.Once
+	readErr error
+	// scratchBuf takes the bytes read while none go on to the server.
+	scratchBuf []byte
+	closeOnce  sync.Once
 }
 
 // Read gives the server the client's bytes once checked: the end of a request
@@ -152,19 +155,20 @@ func (c *conn) Read(p []byte) (int, error) {
 			c.readErr = nil
 			return 0, err
 		}
-		if c.check.phase == rejected || c.check.phase == ended {
+		switch c.check.phase {
+		case cut:
 			return 0, io.EOF
-		}
-		if c.check.phase == unchecked {
+		case unchecked:
 			return c.Conn.Read(p)
 		}
-		n, err := c.Conn.Read(p)
-		wasRejected := c.check.phase == rejected
-		pass, queued := c.check.feed(p[:n], c.ready)
-		c.ready = queued
-		if c.check.phase == rejected && !wasRejected && c.listener.onReject != nil {
-			c.listener.onReject(c.RemoteAddr(), c.check.reason)
+		buf := p
+		if c.check.phase == ended || c.check.phase == rejected || c.check.phase == afterUpgrade {
+			// Nothing read now goes to p: read it in larger pieces than the
+			// server's one-byte watch for the client's leaving.
+			buf = c.scratch()
 		}
+		n, err := c.Conn.Read(buf)
+		pass := c.feed(buf[:n])
 		if pass > 0 {
 			c.readErr = err
 			return pass, nil
@@ -173,6 +177,49 @@ func (c *conn) Read(p []byte) (int, error) {
 			c.readErr = err
 		}
 	}
+}
+
+// feed passes in, read from the client, to the checker: the first pass bytes
+// of in go on as they are, what else may go on is queued in ready. It reports
+// a request that the check refuses.
+func (c *conn) feed(in []byte) (pass int) {
+	refused := c.check.reason != ""
+	pass, c.ready = c.check.feed(in, c.ready)
+	c.reportRefusal(refused)
+	return pass
+}
+
+// reportRefusal tells the listener's OnReject about a refusal the check has
+// made since it had refused (or not) before.
+func (c *conn) reportRefusal(before bool) {
+	if !before && c.check.reason != "" && c.listener.onReject != nil {
+		c.listener.onReject(c.RemoteAddr(), c.check.reason)
+	}
+}
+
+// scratchSize is the size of the buffer that a connection's bytes are read
+// into when none of them goes to the server now.
+const scratchSize = 4 << 10
+
+func (c *conn) scratch() []byte {
+	if c.scratchBuf == nil {
+		c.scratchBuf = make([]byte, scratchSize)
+	}
+	return c.scratchBuf
+}
+
+// resume checks the bytes held behind an upgrade request whose connection
+// did not switch protocols, as the next request's. On any other connection
+// it touches nothing: an HTTP/2 server reports idle streams from another
+// goroutine than the one reading.
+func (c *conn) resume() {
+	if c.check.phase != afterUpgrade {
+		return
+	}
+	refused := c.check.reason != ""
+	pass, queued := c.check.resume()
+	c.ready = append(append(c.ready, pass...), queued...)
+	c.reportRefusal(refused)
 }
 
 // CloseWrite shuts the sending side of the TCP connection, so that Go's
@@ -193,16 +240,15 @@ func (c *conn) Close() error {
 
 // StopChecking makes c pass the client's bytes on unchecked from now on: for
 // a connection that a handler has taken over (an upgrade to WebSocket) and
-// that no longer carries HTTP/1 requests. A byte held back so far goes on first.
-// It does nothing to a connection that did not come from a Listener.
+// that no longer carries HTTP/1 requests. The bytes that came behind the
+// upgrade request go on first. It does nothing to a connection that did not
+// come from a Listener, nor to one whose last request was not an upgrade.
 func StopChecking(c net.Conn) {
 	checked, ok := c.(*conn)
-	if !ok || checked.check.phase == rejected {
+	if !ok || checked.check.phase != afterUpgrade {
 		return
 	}
-	if checked.check.pendingCR {
-		checked.ready = append(checked.ready, '\r')
-		checked.check.pendingCR = false
-	}
+	checked.ready = append(checked.ready, checked.check.held...)
+	checked.check.held = nil
 	checked.check.phase = unchecked
 }

@@ -58,11 +58,12 @@ func newCheckedServer(t *testing.T, opts ListenerOptions, handler http.HandlerFu
 			_, _ = io.WriteString(w, "ok")
 		}
 	}
-	server := &http.Server{Handler: handler, ReadHeaderTimeout: hangGuard, MaxHeaderBytes: 1024}
+	listener := NewListener(tcp, opts)
+	server := &http.Server{Handler: handler, ReadHeaderTimeout: hangGuard, MaxHeaderBytes: 1024, ConnState: listener.ConnState}
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
-		_ = server.Serve(NewListener(tcp, opts))
+		_ = server.Serve(listener)
 	}()
 	t.Cleanup(func() {
 		_ = server.Close()
@@ -261,17 +262,19 @@ func TestHeaderTimeoutHoldsOnKeepAliveConnections(t *testing.T) {
 	tcp, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	served := make(chan string, 4)
+	listener := NewListener(tcp, ListenerOptions{})
 	server := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			served <- r.URL.Path
 		}),
 		ReadHeaderTimeout: 100 * time.Millisecond,
 		IdleTimeout:       time.Hour,
+		ConnState:         listener.ConnState,
 	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = server.Serve(NewListener(tcp, ListenerOptions{}))
+		_ = server.Serve(listener)
 	}()
 	t.Cleanup(func() {
 		_ = server.Close()
@@ -298,4 +301,75 @@ func TestHeaderTimeoutHoldsOnKeepAliveConnections(t *testing.T) {
 	var netErr net.Error
 	require.False(t, errors.As(err, &netErr) && netErr.Timeout(), "the stalled head was not timed out")
 	assert.Empty(t, served)
+}
+
+func TestListenerKeepsARequestAliveWhenWhatFollowsIsRefused(t *testing.T) {
+	t.Parallel()
+	kept := make(chan bool, 10)
+	s := newCheckedServer(t, ListenerOptions{}, func(w http.ResponseWriter, r *http.Request) {
+		// The request's context ends when the server takes the client for
+		// gone. This can only miss a wrong end on a very slow machine, never
+		// fail a working listener.
+		select {
+		case <-r.Context().Done():
+			kept <- false
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+		kept <- true
+		_, _ = io.WriteString(w, "answered")
+	})
+	followUps := []string{
+		"hello\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n 2\r\n\r\n",
+	}
+	for _, followUp := range followUps {
+		got := s.exchange(t, "GET /one HTTP/1.1\r\nHost: a\r\n\r\n"+followUp)
+		assert.True(t, <-kept, "the request before %q was cancelled", followUp)
+		assert.True(t, strings.HasPrefix(got, "HTTP/1.1 200 OK\r\n"), "%q", got)
+		assert.Contains(t, got, "\r\n\r\nansweredHTTP/1.1 400 Bad Request\r\n", "its answer, then the refusal")
+	}
+}
+
+func TestListenerChecksWhatFollowsAnUpgradeThatDidNotSwitch(t *testing.T) {
+	t.Parallel()
+	s := newCheckedServer(t, ListenerOptions{}, nil)
+	const upgrade = "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n"
+	got := s.exchange(t, upgrade+"GET /next HTTP/1.1\r\nHost: a\r\n\r\n"+
+		"POST /smuggled HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+	assert.Equal(t, []string{"GET /ws ", "GET /next "}, s.requestsSeen())
+	assert.Equal(t, 2, strings.Count(got, "HTTP/1.1 200 OK"), "%q", got)
+	assert.Contains(t, got, "HTTP/1.1 400 Bad Request")
+	select {
+	case r := <-s.rejected:
+		assert.Equal(t, reasonLengthAndChunked, r.reason)
+	case <-time.After(hangGuard):
+		t.Fatal("the rejection was not reported")
+	}
+}
+
+func TestListenerEndsAConnectionThatSendsTooMuchBehindAnUpgrade(t *testing.T) {
+	t.Parallel()
+	answered := make(chan struct{})
+	s := newCheckedServer(t, ListenerOptions{}, func(w http.ResponseWriter, r *http.Request) {
+		// An answer that never comes while the client floods; once the
+		// client counts as gone, the connection is cut, as the proxy does.
+		<-r.Context().Done()
+		close(answered)
+		panic(http.ErrAbortHandler)
+	})
+	got := s.exchange(t, "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n"+strings.Repeat("x", maxHeld+1))
+	assert.Empty(t, got)
+	select {
+	case <-answered:
+	case <-time.After(hangGuard):
+		t.Fatal("the request was not ended")
+	}
+	select {
+	case r := <-s.rejected:
+		assert.Equal(t, reasonHeldTooMuch, r.reason)
+	case <-time.After(hangGuard):
+		t.Fatal("the rejection was not reported")
+	}
 }

@@ -129,10 +129,20 @@ func (a *tlsAcceptor) connClosed(c net.Conn) {
 	}
 }
 
-// ConnState is the server's http.Server.ConnState when the Listener serves
-// TLS: it frees the slot of an HTTP/2 connection when it closes.
+// ConnState is the server's http.Server.ConnState, which every server of a
+// Listener's connections must call: when a connection is idle again after an
+// upgrade request that did not switch protocols, it has the bytes held behind
+// that request checked as the next one's; over TLS, it frees the slot of an
+// HTTP/2 connection when it closes.
 func (l *Listener) ConnState(c net.Conn, state http.ConnState) {
-	if l.tls != nil && (state == http.StateClosed || state == http.StateHijacked) {
+	switch {
+	case state == http.StateIdle:
+		// The server calls this from the connection's own goroutine, once any
+		// read it had going has returned: nothing else reads c now.
+		if checked, ok := c.(*conn); ok {
+			checked.resume()
+		}
+	case l.tls != nil && (state == http.StateClosed || state == http.StateHijacked):
 		l.tls.connClosed(c)
 	}
 }

@@ -175,10 +175,12 @@ func TestH2CIsUncheckedOnlyWhenAllowed(t *testing.T) {
 			})),
 			Protocols: protocols,
 		}
+		listener := NewListener(tcp, ListenerOptions{H2C: allowed})
+		server.ConnState = listener.ConnState
 		served := make(chan struct{})
 		go func() {
 			defer close(served)
-			_ = server.Serve(NewListener(tcp, ListenerOptions{H2C: allowed}))
+			_ = server.Serve(listener)
 		}()
 		transport := &http.Transport{Protocols: new(http.Protocols)}
 		transport.Protocols.SetUnencryptedHTTP2(true)
