@@ -115,6 +115,8 @@ func TestBadInputIsOneLineAndExitsBeforeListening(t *testing.T) {
 		{"bad health path", []string{"-e", "http://a", "-health-path", "healthz"}, `"healthz"`},
 		{"zero health interval", []string{"-e", "http://a", "-health-path", "/h", "-health-interval", "0s"}, "--health-interval"},
 		{"ambiguous new prefix", []string{"-e", "http://a", "-eject", "3"}, "-eject: ambiguous flag"},
+		{"response head cap too small", []string{"-e", "http://a", "-max-response-header-bytes", "100"}, "--max-response-header-bytes 100: accepted: 1024 (1KiB) to 1048576 (1MiB)"},
+		{"negative response header cap", []string{"-e", "http://a", "-max-response-headers", "-1"}, "--max-response-headers"},
 		{"log file that cannot be opened", []string{"-e", "http://a", "-address", "127.0.0.1:0", "-log-file", "/"}, `--log-file "/"`},
 	}
 	for _, tt := range tests {

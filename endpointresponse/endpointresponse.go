@@ -40,8 +40,7 @@ type Outcome struct {
 	// body that stalls longer than its idle time-out.
 	Cancel context.CancelFunc
 	// NotSent is true when the attempt failed before any of its request was
-	// written to a connection, so the endpoint cannot have acted on it. It is
-	// only tracked when the sender asked for it.
+	// written to a connection, so the endpoint cannot have acted on it.
 	NotSent bool
 
 	// closed records that Close ran, so that the body is closed only once.

@@ -491,7 +491,7 @@ type copyResult struct {
 func newCopyProxy(t *testing.T, upstream string) (*httptest.Server, <-chan copyResult) {
 	t.Helper()
 	endpoint := endpointAt(t, upstream, 5)
-	transport := endpoints.NewTransport(4)
+	transport := endpoints.NewTransport(endpoints.TransportOptions{MaxIdlePerHost: 4})
 	t.Cleanup(transport.CloseIdleConnections)
 	results := make(chan copyResult, 8)
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -782,7 +782,7 @@ func TestCopyUpstreamCutOff(t *testing.T) {
 		_ = http.NewResponseController(w).Flush()
 		panic(http.ErrAbortHandler)
 	})
-	transport := endpoints.NewTransport(1)
+	transport := endpoints.NewTransport(endpoints.TransportOptions{MaxIdlePerHost: 1})
 	t.Cleanup(transport.CloseIdleConnections)
 	endpoint := endpointAt(t, upstream.URL, 4)
 	in := httptest.NewRequest(http.MethodGet, "/cut", nil)

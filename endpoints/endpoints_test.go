@@ -608,7 +608,7 @@ func TestOutgoingEndToEnd(t *testing.T) {
 	require.True(t, strings.HasPrefix(srv.URL, "http://127.0.0.1:"), "server on loopback: %s", srv.URL)
 
 	e := mustEndpoint(t, srv.URL+"/public-apis/")
-	transport := NewTransport(4)
+	transport := NewTransport(TransportOptions{MaxIdlePerHost: 4})
 	t.Cleanup(transport.CloseIdleConnections)
 
 	in := httptest.NewRequest(http.MethodPost, "http://front.example:8080/v1/a%2Fb?a=%20&b=1;c", nil)

@@ -3,11 +3,11 @@ package endpoints
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
-	"sync"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -15,6 +15,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"balancing-reverse-proxy/internal/rawendpoint"
 )
 
 // hangGuard bounds the wait for something that must happen; it is a deadlock
@@ -50,13 +52,13 @@ func TestFramingConnChecksTheFinalHead(t *testing.T) {
 				conn, other := net.Pipe()
 				t.Cleanup(func() { other.Close() })
 				c := &framingConn{Conn: conn}
-				c.arm(t.Context())
+				c.arm(t.Context(), false)
 				if split {
 					for i := range len(tt.response) {
-						c.check([]byte(tt.response[i : i+1]))
+						c.follow([]byte(tt.response[i : i+1]))
 					}
 				} else {
-					c.check([]byte(tt.response))
+					c.follow([]byte(tt.response))
 				}
 				if !tt.ambiguous {
 					assert.NoError(t, c.verdict())
@@ -68,7 +70,7 @@ func TestFramingConnChecksTheFinalHead(t *testing.T) {
 				_ = conn.SetReadDeadline(time.Now().Add(hangGuard))
 				_, err := conn.Read(make([]byte, 1))
 				assert.ErrorIs(t, err, io.ErrClosedPipe, "the connection is closed")
-				c.arm(t.Context())
+				c.arm(t.Context(), false)
 				assert.ErrorIs(t, c.verdict(), ErrAmbiguousFraming, "the verdict stays")
 			})
 		}
@@ -76,80 +78,36 @@ func TestFramingConnChecksTheFinalHead(t *testing.T) {
 }
 
 // rawServer answers each request on its connections with replies[i], i the
-// number of requests answered so far, and counts the connections.
-func rawServer(t *testing.T, replies ...string) (url string, accepted *atomic.Int32) {
+// number of requests answered so far, and closes the connection once they
+// are all sent.
+func rawServer(t *testing.T, replies ...string) *rawendpoint.Endpoint {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	accepted = &atomic.Int32{}
-	var (
-		served   atomic.Int32
-		handlers sync.WaitGroup
-		connsMu  sync.Mutex
-		conns    []net.Conn
-	)
-	handlers.Go(func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			connsMu.Lock()
-			conns = append(conns, conn)
-			connsMu.Unlock()
-			handlers.Go(func() {
-				defer conn.Close()
-				reader := bufio.NewReader(conn)
-				for {
-					req, err := http.ReadRequest(reader)
-					if err != nil {
-						return
-					}
-					_, _ = io.Copy(io.Discard, req.Body)
-					i := int(served.Add(1)) - 1
-					if i >= len(replies) {
-						return
-					}
-					if _, err := io.WriteString(conn, replies[i]); err != nil {
-						return
-					}
-				}
-			})
+	var served atomic.Int32
+	return rawendpoint.New(t, func(*http.Request) string {
+		if i := int(served.Add(1)) - 1; i < len(replies) {
+			return replies[i]
 		}
+		return ""
 	})
-	t.Cleanup(func() {
-		ln.Close()
-		connsMu.Lock()
-		for _, conn := range conns {
-			conn.Close()
-		}
-		connsMu.Unlock()
-		handlers.Wait()
-	})
-	return "http://" + ln.Addr().String(), accepted
 }
 
-// roundTrip sends a GET to url through transport with its framing watched,
-// and returns the answer's body or the framing's verdict.
+// roundTrip sends a GET to url through transport and returns the answer's
+// body, or the error of the round trip.
 func roundTrip(t *testing.T, transport *Transport, url string) (string, error) {
 	t.Helper()
-	watch, ctx := NewWatch(t.Context())
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
 	require.NoError(t, err)
 	resp, err := transport.RoundTrip(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	assert.True(t, watch.Wrote())
-	if err := watch.Verdict(); err != nil {
+	if err != nil {
 		return "", err
 	}
+	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	return string(body), nil
 }
 
-func TestWatch(t *testing.T) {
+func TestTransportChecksHeads(t *testing.T) {
 	t.Parallel()
 	const clean = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nclean"
 	ambiguous := []struct{ name, reply string }{
@@ -161,41 +119,28 @@ func TestWatch(t *testing.T) {
 	for _, tt := range ambiguous {
 		t.Run("an ambiguous head "+tt.name+" fails, and its connection is never reused", func(t *testing.T) {
 			t.Parallel()
-			url, accepted := rawServer(t, tt.reply, clean)
-			transport := NewTransport(1)
+			endpoint := rawServer(t, tt.reply, clean)
+			transport := NewTransport(TransportOptions{MaxIdlePerHost: 1})
 			t.Cleanup(transport.CloseIdleConnections)
-			_, err := roundTrip(t, transport, url)
+			_, err := roundTrip(t, transport, endpoint.URL)
 			assert.ErrorIs(t, err, ErrAmbiguousFraming)
-			body, err := roundTrip(t, transport, url)
+			body, err := roundTrip(t, transport, endpoint.URL)
 			require.NoError(t, err)
 			assert.Equal(t, "clean", body)
-			assert.Equal(t, int32(2), accepted.Load())
+			assert.Equal(t, 2, endpoint.Connections())
 		})
 	}
 	t.Run("clean heads keep their connection", func(t *testing.T) {
 		t.Parallel()
-		url, accepted := rawServer(t, clean, clean)
-		transport := NewTransport(1)
+		endpoint := rawServer(t, clean, clean)
+		transport := NewTransport(TransportOptions{MaxIdlePerHost: 1})
 		t.Cleanup(transport.CloseIdleConnections)
 		for range 2 {
-			body, err := roundTrip(t, transport, url)
+			body, err := roundTrip(t, transport, endpoint.URL)
 			require.NoError(t, err)
 			assert.Equal(t, "clean", body)
 		}
-		assert.Equal(t, int32(1), accepted.Load())
-	})
-	t.Run("a TLS connection is not checked and still works", func(t *testing.T) {
-		t.Parallel()
-		srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			_, _ = io.WriteString(w, "secure")
-		}))
-		t.Cleanup(srv.Close)
-		transport := NewTransport(1)
-		transport.http1.TLSClientConfig = srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
-		t.Cleanup(transport.CloseIdleConnections)
-		body, err := roundTrip(t, transport, srv.URL)
-		require.NoError(t, err)
-		assert.Equal(t, "secure", body)
+		assert.Equal(t, 1, endpoint.Connections())
 	})
 }
 
@@ -237,10 +182,9 @@ func TestCancelledRequestResetsItsConnection(t *testing.T) {
 				_, err = reader.ReadByte()
 				ended <- err
 			}()
-			transport := NewTransport(1)
+			transport := NewTransport(TransportOptions{MaxIdlePerHost: 1})
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
-			_, ctx = NewWatch(ctx)
 			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+listener.Addr().String()+"/", nil)
 			require.NoError(t, err)
 			if tt.cancel {
@@ -268,6 +212,179 @@ func TestCancelledRequestResetsItsConnection(t *testing.T) {
 			} else {
 				assert.ErrorIs(t, err, io.EOF, "closed gracefully")
 			}
+		})
+	}
+}
+
+// request sends method to url through transport and returns the answer's
+// status and body.
+func request(t *testing.T, transport *Transport, method, url string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, url, nil)
+	require.NoError(t, err)
+	resp, err := transport.RoundTrip(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(body)
+}
+
+func TestTransportCutsAnswersAtTheirFraming(t *testing.T) {
+	t.Parallel()
+	const (
+		next = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext"
+		fake = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nPOISON"
+	)
+	tests := []struct {
+		name, method, reply string
+		status              int
+		body                string
+		// reused: the answer ended where its framing says, so its
+		// connection may carry the next request.
+		reused bool
+	}{
+		{"Content-Length, then more bytes", http.MethodGet, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789" + "0123456789", 200, "0123456789", false},
+		{"Content-Length, then a whole answer", http.MethodGet, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789" + fake, 200, "0123456789", false},
+		{"chunked, then bytes after the last chunk", http.MethodGet, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n" + fake, 200, "abc", false},
+		{"chunked with a trailer, then more", http.MethodGet, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\nX-T: 1\r\n\r\nPOISON", 200, "abc", false},
+		{"a HEAD answer with a body", http.MethodHead, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nPOISON", 200, "", false},
+		{"a 204 with a body", http.MethodGet, "HTTP/1.1 204 No Content\r\n\r\nPOISON", 204, "", false},
+		{"a 304 with a body", http.MethodGet, "HTTP/1.1 304 Not Modified\r\nContent-Length: 6\r\n\r\nPOISON", 304, "", false},
+		{"a 103, then an answer and more bytes", http.MethodGet, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + fake, 200, "ok", false},
+		{"Content-Length, exactly", http.MethodGet, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 200, "ok", true},
+		{"chunked, exactly", http.MethodGet, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\n\r\n", 200, "abc0123456789abcdef", true},
+		{"a head of lines ended by a bare LF", http.MethodGet, "HTTP/1.1 200 OK\nContent-Length: 2\n\nok", 200, "ok", true},
+		{"a HEAD answer with a length and no body", http.MethodHead, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n", 200, "", true},
+		{"a 204", http.MethodGet, "HTTP/1.1 204 No Content\r\n\r\n", 204, "", true},
+		{"an empty body", http.MethodGet, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 200, "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			endpoint := rawServer(t, tt.reply, next)
+			transport := NewTransport(TransportOptions{MaxIdlePerHost: 1})
+			t.Cleanup(transport.CloseIdleConnections)
+			status, body := request(t, transport, tt.method, endpoint.URL)
+			assert.Equal(t, tt.status, status)
+			assert.Equal(t, tt.body, body, "the answer is cut at its framing")
+			status, body = request(t, transport, http.MethodGet, endpoint.URL)
+			assert.Equal(t, 200, status)
+			assert.Equal(t, "next", body, "the next request gets its own answer")
+			connections := 2
+			if tt.reused {
+				connections = 1
+			}
+			assert.Equal(t, connections, endpoint.Connections(), "a connection that showed bytes past an answer is not reused")
+		})
+	}
+}
+
+func TestTransportCapsResponseHeads(t *testing.T) {
+	t.Parallel()
+	manyFields := "HTTP/1.1 200 OK\r\n" + strings.Repeat("X-Many: 1\r\n", 11) + "Content-Length: 2\r\n\r\nok"
+	bigField := "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("b", 2<<10) + "\r\nContent-Length: 2\r\n\r\nok"
+	tests := []struct {
+		name, reply string
+		want        error
+	}{
+		{"more fields than the cap", manyFields, ErrResponseHeaders},
+		{"a head over the cap", bigField, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			endpoint := rawServer(t, tt.reply)
+			transport := NewTransport(TransportOptions{MaxIdlePerHost: 1, MaxResponseHeaders: 10, MaxResponseHeaderBytes: 1 << 10})
+			t.Cleanup(transport.CloseIdleConnections)
+			_, err := roundTrip(t, transport, endpoint.URL)
+			require.Error(t, err)
+			if tt.want != nil {
+				assert.ErrorIs(t, err, tt.want)
+				assert.Contains(t, err.Error(), "12, over --max-response-headers 10")
+			} else {
+				assert.Contains(t, err.Error(), "exceeded 1024 bytes")
+			}
+		})
+	}
+	t.Run("heads within the caps pass", func(t *testing.T) {
+		t.Parallel()
+		endpoint := rawServer(t, "HTTP/1.1 200 OK\r\n"+strings.Repeat("X-Many: 1\r\n", 9)+"Content-Length: 2\r\n\r\nok")
+		transport := NewTransport(TransportOptions{MaxIdlePerHost: 1, MaxResponseHeaders: 10, MaxResponseHeaderBytes: 1 << 10})
+		t.Cleanup(transport.CloseIdleConnections)
+		body, err := roundTrip(t, transport, endpoint.URL)
+		require.NoError(t, err)
+		assert.Equal(t, "ok", body)
+	})
+}
+
+func TestTransportTellsWhatWasNotSent(t *testing.T) {
+	t.Parallel()
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	address := listener.Addr().String()
+	require.NoError(t, listener.Close())
+	transport := NewTransport(TransportOptions{MaxIdlePerHost: 1})
+	_, err = roundTrip(t, transport, "http://"+address)
+	require.Error(t, err)
+	assert.True(t, NotSent(err), "a refused connection sent nothing: %v", err)
+	assert.ErrorIs(t, err, syscall.ECONNREFUSED, "the failure reads as it is")
+
+	endpoint := rawServer(t, "junk\r\n\r\n")
+	_, err = roundTrip(t, transport, endpoint.URL)
+	require.Error(t, err)
+	assert.False(t, NotSent(err), "the request was written: %v", err)
+}
+
+func TestFramingConnFindsTheEndOfAnAnswer(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, answer, after string
+		head                bool
+	}{
+		{name: "Content-Length", answer: "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789", after: "0123456789"},
+		{name: "chunked", answer: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", after: "HTTP/1.1 200 OK\r\n"},
+		{name: "chunked with extensions and a trailer", answer: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3 ;a=b\r\nabc\r\n0\r\nX-T: 1\r\n\r\n", after: "x"},
+		{name: "a HEAD answer", head: true, answer: "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n", after: "POISON"},
+		{name: "204", answer: "HTTP/1.1 204 No Content\r\nContent-Length: 6\r\n\r\n", after: "POISON"},
+		{name: "304", answer: "HTTP/1.1 304 Not Modified\r\n\r\n", after: "POISON"},
+		{name: "a field longer than what is kept of a line", answer: "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("b", 2*maxKeptLine) + "\r\nContent-Length: 2\r\n\r\nok", after: "POISON"},
+		{name: "100 Continue, then the answer", answer: "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", after: "\r\n"},
+	}
+	for _, tt := range tests {
+		for _, whole := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s, whole %t", tt.name, whole), func(t *testing.T) {
+				t.Parallel()
+				c := &framingConn{}
+				c.arm(t.Context(), tt.head)
+				stream := []byte(tt.answer + tt.after)
+				end := 0
+				if whole {
+					end = c.follow(stream)
+				} else {
+					for end < len(stream) && c.follow(stream[end:end+1]) == 1 {
+						end++
+					}
+				}
+				assert.Equal(t, len(tt.answer), end, "the answer ends at %q", stream[end:])
+				assert.Equal(t, idle, c.phase)
+			})
+		}
+	}
+	notFollowed := []struct{ name, stream string }{
+		{"a body that ends with the connection", "HTTP/1.1 200 OK\r\n\r\nall of it"},
+		{"a switch of protocols", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\nanything"},
+		{"a chunk size Go refuses", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nanything"},
+		{"a chunk-size line longer than Go takes", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;" + strings.Repeat("x", maxKeptLine) + "\r\nanything"},
+		{"a Content-Length that cannot be read whole", "HTTP/1.1 200 OK\r\nContent-Length: " + strings.Repeat(" ", maxKeptLine) + "2\r\n\r\nok"},
+	}
+	for _, tt := range notFollowed {
+		t.Run(tt.name+" is not followed", func(t *testing.T) {
+			t.Parallel()
+			c := &framingConn{}
+			c.arm(t.Context(), false)
+			assert.Equal(t, len(tt.stream), c.follow([]byte(tt.stream)))
+			assert.Equal(t, unframed, c.phase)
 		})
 	}
 }

@@ -2,6 +2,9 @@ package endpoints
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"time"
@@ -11,40 +14,126 @@ import (
 // or HTTP/2 where TLS negotiates it, to http:// and https:// endpoints, and
 // HTTP/2 without TLS (prior knowledge) to h2c:// ones. Over HTTP/2, a
 // cancelled attempt (a losing one) costs a reset stream; its connection goes
-// on carrying the others.
+// on carrying the others. Every HTTP/1 response, over TLS or not, is
+// followed to its end by its framing (see watch), and a response head over
+// the caps fails its attempt.
 type Transport struct {
 	http1 *http.Transport
 	h2c   *http.Transport
+	// upgrades carries requests that upgrade their connection (WebSocket),
+	// in HTTP/1.1 whatever the endpoint's scheme.
+	upgrades *http.Transport
+	// maxHeaders caps the header fields of a response; 0 for no cap.
+	maxHeaders int
 }
 
+// TransportOptions configure NewTransport's transport.
+type TransportOptions struct {
+	// MaxIdlePerHost is how many idle connections are kept per endpoint. If
+	// zero, Go's default (2).
+	MaxIdlePerHost int
+	// MaxResponseHeaderBytes caps a response head (its status line and
+	// header fields; each 1xx head on its own); a larger one fails the
+	// attempt. If zero, DefaultMaxResponseHeaderBytes.
+	MaxResponseHeaderBytes int64
+	// MaxResponseHeaders caps the header fields of a response (each line
+	// counts, a repeated name too); more fail the attempt. If zero, there is
+	// no cap.
+	MaxResponseHeaders int
+	// TLS is the configuration of TLS to https:// endpoints, such as the
+	// roots they are checked against. If nil, the system's roots.
+	TLS *tls.Config
+}
+
+// DefaultMaxResponseHeaderBytes is the cap on a response head when
+// TransportOptions leave it zero, the same as the proxy's default for
+// request heads.
+const DefaultMaxResponseHeaderBytes = 64 << 10
+
+// ErrResponseHeaders is the failure of a response with more header fields
+// than TransportOptions.MaxResponseHeaders.
+var ErrResponseHeaders = errors.New("too many response header fields")
+
+// tlsHandshakeTimeout bounds the TLS handshake with an endpoint.
+const tlsHandshakeTimeout = 10 * time.Second
+
 // NewTransport returns the transport that every attempt to every endpoint
-// shares. It keeps up to maxIdlePerHost idle connections per endpoint so
-// that busy endpoints are not dialled per request, with no cap in all: under
-// fan-out a client connection can have an attempt at every endpoint, so a cap
-// below maxIdlePerHost times the endpoints would close connections that are
+// shares. It keeps up to opts.MaxIdlePerHost idle connections per endpoint
+// so that busy endpoints are not dialled per request, with no cap in all:
+// under fan-out a client connection can have an attempt at every endpoint,
+// so a cap below that times the endpoints would close connections that are
 // about to be used again. It never asks for compressed bodies it would then
 // have to undo (responses pass through as the endpoint sent them), ignores
 // HTTP_PROXY settings (the endpoints are called directly) and dials
-// connections that a Watch can follow.
-func NewTransport(maxIdlePerHost int) *Transport {
+// connections that can be followed (see watch).
+func NewTransport(opts TransportOptions) *Transport {
+	maxHeaderBytes := opts.MaxResponseHeaderBytes
+	if maxHeaderBytes == 0 {
+		maxHeaderBytes = DefaultMaxResponseHeaderBytes
+	}
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-	newTransport := func(dial func(ctx context.Context, network, address string) (net.Conn, error)) *http.Transport {
+	newTransport := func() *http.Transport {
 		return &http.Transport{
-			DialContext:           dial,
-			ForceAttemptHTTP2:     true,
-			MaxIdleConnsPerHost:   maxIdlePerHost,
-			IdleConnTimeout:       90 * time.Second,
-			TLSHandshakeTimeout:   10 * time.Second,
-			ExpectContinueTimeout: time.Second,
-			DisableCompression:    true,
+			DialContext:            dialFraming(dialer.DialContext),
+			MaxIdleConnsPerHost:    opts.MaxIdlePerHost,
+			IdleConnTimeout:        90 * time.Second,
+			ExpectContinueTimeout:  time.Second,
+			DisableCompression:     true,
+			MaxResponseHeaderBytes: maxHeaderBytes,
 		}
 	}
-	// HTTP/2 frames are not HTTP/1 heads to check, and one connection
+	http1 := newTransport()
+	// TLS is dialled here rather than by Go's Transport, so that HTTP/1 is
+	// followed above TLS, not below it; HTTP/2 is Go's to speak.
+	http1.DialTLSContext = dialTLS(dialer, opts.TLS, "h2", "http/1.1")
+	http1.ForceAttemptHTTP2 = true
+	upgrades := newTransport()
+	upgrades.DialTLSContext = dialTLS(dialer, opts.TLS, "http/1.1")
+	// HTTP/2 frames are not HTTP/1 heads to follow, and one connection
 	// carries many streams, so h2c connections are dialled plain.
-	h2c := newTransport(dialer.DialContext)
+	h2c := newTransport()
+	h2c.DialContext = dialer.DialContext
 	h2c.Protocols = new(http.Protocols)
 	h2c.Protocols.SetUnencryptedHTTP2(true)
-	return &Transport{http1: newTransport(dialFraming(dialer.DialContext)), h2c: h2c}
+	return &Transport{http1: http1, h2c: h2c, upgrades: upgrades, maxHeaders: opts.MaxResponseHeaders}
+}
+
+// dialTLS returns a dial for https:// endpoints that offers protocols by
+// ALPN: a connection that negotiated HTTP/2 is returned as the *tls.Conn Go's
+// Transport needs to speak it, any other wrapped so that it can be followed
+// it.
+func dialTLS(dialer *net.Dialer, config *tls.Config, protocols ...string) func(ctx context.Context, network, address string) (net.Conn, error) {
+	return func(ctx context.Context, network, address string) (net.Conn, error) {
+		raw, err := dialer.DialContext(ctx, network, address)
+		if err != nil {
+			return nil, err
+		}
+		host, _, err := net.SplitHostPort(address)
+		if err != nil {
+			raw.Close()
+			return nil, err
+		}
+		cfg := &tls.Config{}
+		if config != nil {
+			cfg = config.Clone()
+		}
+		if cfg.ServerName == "" {
+			cfg.ServerName = host
+		}
+		cfg.NextProtos = protocols
+		conn := tls.Client(raw, cfg)
+		handshakeCtx, cancel := context.WithTimeout(ctx, tlsHandshakeTimeout)
+		err = conn.HandshakeContext(handshakeCtx)
+		cancel()
+		if err != nil {
+			raw.Close()
+			return nil, err
+		}
+		if conn.ConnectionState().NegotiatedProtocol == "h2" {
+			return conn, nil
+		}
+		return &framingConn{Conn: conn}, nil
+	}
 }
 
 // schemeH2C is the scheme of endpoints spoken to in HTTP/2 without TLS.
@@ -53,24 +142,65 @@ const schemeH2C = "h2c"
 // RoundTrip sends req to its endpoint, by HTTP/2 without TLS when its URL's
 // scheme is h2c, unless req asks to upgrade its connection (a WebSocket):
 // HTTP/2 has no such thing, so that goes in HTTP/1.1, which servers of h2c
-// speak on the same port.
+// speak on the same port. A failure before any of req was written is one
+// that NotSent tells. A response whose head is ambiguous (ErrAmbiguousFraming) or
+// has more header fields than the cap (ErrResponseHeaders) is closed and
+// fails.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.URL.Scheme != schemeH2C {
-		return t.http1.RoundTrip(req)
+	watch, ctx := newWatch(req.Context(), req.Method)
+	sent := req.WithContext(ctx)
+	if req.URL.Scheme == schemeH2C {
+		// Go's transports speak h2c to http:// URLs when told to.
+		url := *req.URL
+		url.Scheme = "http"
+		sent.URL = &url
 	}
-	// Go's transports speak h2c to http:// URLs when told to.
-	url := *req.URL
-	url.Scheme = "http"
-	plainReq := *req
-	plainReq.URL = &url
-	if req.Header.Get("Upgrade") != "" {
-		return t.http1.RoundTrip(&plainReq)
+	resp, err := t.transportFor(req).RoundTrip(sent)
+	if err != nil {
+		if !watch.wrote.Load() {
+			err = &notSentError{err: err}
+		}
+		return nil, err
 	}
-	return t.h2c.RoundTrip(&plainReq)
+	if err := t.check(resp, watch); err != nil {
+		resp.Body.Close()
+		return nil, err
+	}
+	return resp, nil
+}
+
+// check returns why resp must fail, or nil.
+func (t *Transport) check(resp *http.Response, watch *watch) error {
+	if err := watch.verdict(); err != nil {
+		return err
+	}
+	if t.maxHeaders == 0 {
+		return nil
+	}
+	fields := 0
+	for _, values := range resp.Header {
+		fields += len(values)
+	}
+	if fields > t.maxHeaders {
+		return fmt.Errorf("%w: %d, over --max-response-headers %d", ErrResponseHeaders, fields, t.maxHeaders)
+	}
+	return nil
+}
+
+// transportFor returns the transport that carries req.
+func (t *Transport) transportFor(req *http.Request) *http.Transport {
+	switch {
+	case req.Header.Get("Upgrade") != "":
+		return t.upgrades
+	case req.URL.Scheme == schemeH2C:
+		return t.h2c
+	}
+	return t.http1
 }
 
 // CloseIdleConnections closes the connections not carrying a request.
 func (t *Transport) CloseIdleConnections() {
 	t.http1.CloseIdleConnections()
 	t.h2c.CloseIdleConnections()
+	t.upgrades.CloseIdleConnections()
 }

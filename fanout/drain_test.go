@@ -55,7 +55,7 @@ func TestDrainSmallKeepsALosersConnection(t *testing.T) {
 			srv.Start()
 			t.Cleanup(srv.Close)
 			t.Cleanup(func() { close(release) })
-			transport := endpoints.NewTransport(4)
+			transport := endpoints.NewTransport(endpoints.TransportOptions{MaxIdlePerHost: 4})
 			t.Cleanup(transport.CloseIdleConnections)
 
 			ctx, cancel := context.WithCancel(t.Context())

@@ -113,7 +113,7 @@ func buildProxy(t testing.TB, schedule Schedule, urls []string, configure ...fun
 	require.NoError(t, err)
 	ranges, err := terminal.Parse("100,200,300,400")
 	require.NoError(t, err)
-	transport := endpoints.NewTransport(8)
+	transport := endpoints.NewTransport(endpoints.TransportOptions{MaxIdlePerHost: 8})
 	t.Cleanup(transport.CloseIdleConnections)
 	proxy := &Proxy{
 		Endpoints:     endpoints.NewPool(list, endpoints.PoolOptions{}),

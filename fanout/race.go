@@ -269,7 +269,6 @@ func (rc *race) launch() bool {
 	rc.tried = append(rc.tried, endpoint)
 	number := rc.launched + 1
 	ctx, cancel := context.WithCancel(rc.in.Context())
-	watch, ctx := endpoints.NewWatch(ctx)
 	rc.cancels = append(rc.cancels, cancel)
 	rc.launched++
 	rc.lastLaunch = time.Now()
@@ -291,19 +290,16 @@ func (rc *race) launch() bool {
 	if id, ok := hlog.IDFromRequest(rc.in); ok && outgoing.Header.Get(requestIDHeader) == "" {
 		outgoing.Header.Set(requestIDHeader, id.String())
 	}
-	// Whether a failed attempt sent anything only matters for requests that
-	// may not be repeated.
-	traceSend := rc.proxy.IdempotentOnly && !repeatable(rc.in)
 	headerTimeout := rc.headerTimeout()
 	if rc.inline {
 		// results has room for every attempt, so this does not block.
-		rc.results <- rc.proxy.attempt(outgoing, watch, cancel, endpoint, number, headerTimeout, traceSend)
+		rc.results <- rc.proxy.attempt(outgoing, cancel, endpoint, number, headerTimeout)
 		return true
 	}
 	rc.attempts.Add(1)
 	go func() {
 		defer rc.attempts.Done()
-		outcome := rc.proxy.attempt(outgoing, watch, cancel, endpoint, number, headerTimeout, traceSend)
+		outcome := rc.proxy.attempt(outgoing, cancel, endpoint, number, headerTimeout)
 		if outcome.Response != nil && number <= 64 {
 			rc.answered.Or(1 << (number - 1))
 		}
@@ -335,25 +331,16 @@ func repeatable(r *http.Request) bool {
 	return r.Header.Get("Idempotency-Key") != ""
 }
 
-// attempt sends one outgoing request, made with watch's context, and waits
-// for its headers, at most headerTimeout (if positive). With traceSend, the
-// outcome says whether a failure happened before the request was written.
-func (p *Proxy) attempt(outgoing *http.Request, watch *endpoints.Watch, cancel context.CancelFunc, endpoint endpoints.Endpoint, number int, headerTimeout time.Duration, traceSend bool) *endpointresponse.Outcome {
+// attempt sends one outgoing request, made with a context that cancel
+// cancels, and waits for its headers, at most headerTimeout (if positive).
+func (p *Proxy) attempt(outgoing *http.Request, cancel context.CancelFunc, endpoint endpoints.Endpoint, number int, headerTimeout time.Duration) *endpointresponse.Outcome {
 	start := time.Now()
 	var tryTimer *time.Timer
 	if headerTimeout > 0 {
 		tryTimer = time.AfterFunc(headerTimeout, cancel)
 	}
 	resp, err := p.Transport.RoundTrip(outgoing)
-	if err == nil {
-		// Go's Transport reads a body that is both chunked and of a
-		// Content-Length by its chunks, but the endpoint may have meant the
-		// length: an answer that cannot be trusted counts as a failure.
-		if err = watch.Verdict(); err != nil {
-			resp.Body.Close()
-			resp = nil
-		}
-	}
+	outcome := &endpointresponse.Outcome{Endpoint: endpoint, Attempt: number, Cancel: cancel, NotSent: endpoints.NotSent(err)}
 	// A timer that already fired has cancelled this attempt, even if headers
 	// arrived in the meantime.
 	if tryTimer != nil && !tryTimer.Stop() {
@@ -363,10 +350,9 @@ func (p *Proxy) attempt(outgoing *http.Request, watch *endpoints.Watch, cancel c
 		}
 		err = fmt.Errorf("%w of %s", errTryTimeout, headerTimeout.Round(time.Millisecond))
 	}
-	outcome := &endpointresponse.Outcome{Endpoint: endpoint, Attempt: number, Elapsed: time.Since(start), Cancel: cancel}
+	outcome.Elapsed = time.Since(start)
 	if err != nil {
 		outcome.Err = fmt.Errorf("endpoint %d (%s): %w", endpoint.Index, endpoint, err)
-		outcome.NotSent = traceSend && !watch.Wrote()
 		return outcome
 	}
 	outcome.Response = resp
