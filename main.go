@@ -23,11 +23,13 @@ import (
 	"balancing-reverse-proxy/budget"
 	"balancing-reverse-proxy/endpoints"
 	"balancing-reverse-proxy/fanout"
+	"balancing-reverse-proxy/forward"
 	"balancing-reverse-proxy/healthcheck"
 	"balancing-reverse-proxy/hedge"
 	"balancing-reverse-proxy/inbound"
 	"balancing-reverse-proxy/logging"
 	"balancing-reverse-proxy/terminal"
+	"balancing-reverse-proxy/wire"
 )
 
 // envPrefix prefixes the environment variable of every flag:
@@ -37,55 +39,55 @@ const envPrefix = "BALANCING_REVERSE_PROXY"
 // CLI is the command line. Flags keep the original tool's Go-flag spellings
 // (see normalizeArgs); the flags the original had are tagged original.
 type CLI struct {
-	Endpoints              endpoints.List           `original:"" short:"e" placeholder:"URL,..." help:"Comma-separated base URLs of the endpoints, in priority order: http[s]://host[:port][/prefix]."`
-	Address                string                   `original:"" default:":8080" help:"Address to listen on, [host]:port."`
-	TerminalResponses      terminal.Ranges          `original:"" short:"t" default:"${terminal_default}" help:"Statuses whose response goes to the client: hundreds (400 = 400-499), classes (2xx), codes (404) or ranges (500-503), comma-separated. Others make the proxy try the next endpoint."`
-	Fanout                 bool                     `original:"" short:"f" help:"Send each request to every endpoint at once; the first terminal answer wins. Default: serial, one endpoint after another, the next only when one fails."`
-	Hedge                  bool                     `help:"Hedged mode: send to one endpoint, then to the next when the pending ones have not answered within --hedge-delay, or at once when one fails. Implied by --hedge-delay."`
-	HedgeDelay             *hedge.Spec              `placeholder:"DURATION|pNN" help:"How long hedged mode waits before the next attempt: a duration (20ms), or a percentile of recent answer times (p95, p99.9). Default: the percentile that fits --hedge-budget, else p95."`
-	HedgeDelayMin          time.Duration            `default:"1ms" help:"Least delay a percentile --hedge-delay can give."`
-	HedgeDelayMax          time.Duration            `default:"1s" help:"Greatest delay a percentile --hedge-delay can give; also the delay until enough answers were seen."`
-	HedgeBudget            *budget.Share            `placeholder:"PERCENT" help:"Cap extra attempts (hedges and fail-overs) at this share of recent requests, such as 5%, plus one a second. Default: no cap."`
-	MaxAttempts            int                      `help:"Most attempts per request (0: one per endpoint)."`
-	IdempotentOnly         bool                     `help:"Give extra attempts only to requests that are safe to repeat: GET, HEAD, OPTIONS, PUT, DELETE, TRACE, or with an Idempotency-Key header. Others get one attempt (plus a fail-over when it failed before sending)."`
-	Order                  endpoints.Order          `default:"priority" enum:"priority,round-robin,fastest" help:"Order in which a request tries the endpoints: priority (as listed), round-robin, or fastest (lowest recent latency)."`
-	MaxInflight            int                      `help:"Most attempts one endpoint may have in flight; one at its cap is skipped (0: no cap)."`
-	EjectAfter             int                      `default:"5" help:"Failures in a row after which an endpoint is skipped for --eject-backoff (0: never)."`
-	EjectBackoff           time.Duration            `default:"1s" help:"How long an ejected endpoint is first skipped; doubles while it keeps failing, resets when it answers."`
-	EjectBackoffMax        time.Duration            `default:"1m" help:"Longest an endpoint is skipped, after failures or a Retry-After."`
-	HealthPath             string                   `placeholder:"PATH" help:"Probe every endpoint at this path (GET, 2xx is healthy) every --health-interval; a pass brings an ejected endpoint back. Default: no probes."`
-	HealthInterval         time.Duration            `default:"5s" help:"Time between health probes."`
-	DebugHeaders           bool                     `help:"Add X-Proxy-Endpoint, X-Proxy-Attempts and X-Proxy-No-Extra-Attempt to responses."`
-	Timeout                time.Duration            `default:"30s" help:"How long a request may wait for a terminal answer's headers, all attempts together (0: no limit). Then 504, or the last non-terminal answer."`
-	TryTimeout             time.Duration            `default:"10s" help:"How long one attempt may wait for its response headers before it counts as failed (0: no limit)."`
-	ResponseIdleTimeout    time.Duration            `default:"60s" help:"How long the winning endpoint may pause in the middle of its response body before the response is cut off (0: no limit). Streams (Server-Sent Events) must send something more often."`
-	MaxBodyBuffer          byteSize                 `default:"8MiB" help:"Largest request body held in memory so every attempt can send it (bytes, or with KiB, MiB, GiB). A larger body is streamed to the first endpoint only, as is one over 64KiB when a request has one attempt at most."`
-	MaxReplayMemory        byteSize                 `default:"256MiB" help:"Most memory held by request bodies kept for replay, all requests together; a request whose body does not fit gets 503 (0: no cap)."`
-	StopAfter              time.Duration            `original:"" short:"s" help:"Stop (gracefully, exit 0) after this long; 0 runs until SIGINT or SIGTERM."`
-	ShutdownTimeout        time.Duration            `default:"10s" help:"On stop, how long in-flight requests may take to finish."`
-	ReadHeaderTimeout      time.Duration            `default:"10s" help:"How long a client may take to send its request headers."`
-	IdleTimeout            time.Duration            `default:"120s" help:"How long an idle keep-alive client connection is kept."`
-	TrustedProxies         endpoints.TrustedProxies `placeholder:"CIDR,..." help:"Proxies in front of this one (IP addresses or networks, comma-separated) whose X-Forwarded-* and Forwarded headers are extended; from any other client they are replaced. Default: none."`
-	MaxConnections         int                      `default:"10000" help:"Most client connections open at once; more wait to be accepted (0: no cap)."`
-	MaxHeaderBytes         byteSize                 `default:"64KiB" help:"Largest request head (request line and headers); a larger one gets 431."`
-	MaxHeaders             int                      `default:"100" help:"Most header fields in a request; more get 431 (0: no cap)."`
-	MaxResponseHeaderBytes byteSize                 `default:"64KiB" help:"Largest response head an endpoint may send (status line and headers); a larger one fails that attempt."`
-	MaxResponseHeaders     int                      `default:"100" help:"Most header fields in an endpoint's response; more fail that attempt (0: no cap)."`
-	MaxBody                byteSize                 `default:"0" help:"Largest request body (bytes, or with KiB, MiB, GiB); a Content-Length above it gets 413 at once, a chunked body when it crosses it (0: no cap)."`
-	BodyReadTimeout        time.Duration            `default:"60s" help:"How long a client may pause while sending its request body before the request fails with 408 (0: no limit)."`
-	TLSCert                string                   `name:"tls-cert" placeholder:"FILE" help:"Serve HTTPS (and HTTP/2) with this PEM certificate chain; needs --tls-key. Default: plain HTTP."`
-	TLSKey                 string                   `name:"tls-key" placeholder:"FILE" help:"The PEM private key of --tls-cert."`
-	H2C                    bool                     `name:"h2c" help:"Also accept HTTP/2 without TLS (prior knowledge, as gRPC and curl --http2-prior-knowledge send it)."`
-	DebugAddress           string                   `placeholder:"HOST:PORT" help:"Serve Go's profiles (/debug/pprof/: CPU, allocations, goroutines) on this address, such as 127.0.0.1:6060. Keep it off public interfaces. Default: off."`
-	LogPrefix              string                   `original:"" default:"balancing-reverse-proxy" help:"Prefix of every text log line."`
-	LogFile                string                   `original:"" default:"stdout" help:"Where logs go: stdout, stderr, or a file (appended to)."`
-	LogDate                bool                     `original:"" default:"true" help:"Stamp log lines with the date (-log-date=false to drop it)."`
-	LogTime                bool                     `original:"" default:"true" help:"Stamp log lines with the time (-log-time=false to drop it)."`
-	LogMsec                bool                     `original:"" help:"Add microseconds to the time stamp."`
-	LogUTC                 bool                     `original:"" name:"log-utc" help:"Stamp in UTC instead of local time."`
-	LogFormat              string                   `default:"text" enum:"text,json" help:"Log format: text or json."`
-	LogLevel               string                   `default:"info" enum:"debug,info,warn,error" help:"Least severe level logged: debug (every attempt), info (every request), warn or error."`
-	Version                kong.VersionFlag         `help:"Print the version and exit."`
+	Endpoints              endpoints.List         `original:"" short:"e" placeholder:"URL,..." help:"Comma-separated base URLs of the endpoints, in priority order: http[s]://host[:port][/prefix]."`
+	Address                string                 `original:"" default:":8080" help:"Address to listen on, [host]:port."`
+	TerminalResponses      terminal.Ranges        `original:"" short:"t" default:"${terminal_default}" help:"Statuses whose response goes to the client: hundreds (400 = 400-499), classes (2xx), codes (404) or ranges (500-503), comma-separated. Others make the proxy try the next endpoint."`
+	Fanout                 bool                   `original:"" short:"f" help:"Send each request to every endpoint at once; the first terminal answer wins. Default: serial, one endpoint after another, the next only when one fails."`
+	Hedge                  bool                   `help:"Hedged mode: send to one endpoint, then to the next when the pending ones have not answered within --hedge-delay, or at once when one fails. Implied by --hedge-delay."`
+	HedgeDelay             *hedge.Spec            `placeholder:"DURATION|pNN" help:"How long hedged mode waits before the next attempt: a duration (20ms), or a percentile of recent answer times (p95, p99.9). Default: the percentile that fits --hedge-budget, else p95."`
+	HedgeDelayMin          time.Duration          `default:"1ms" help:"Least delay a percentile --hedge-delay can give."`
+	HedgeDelayMax          time.Duration          `default:"1s" help:"Greatest delay a percentile --hedge-delay can give; also the delay until enough answers were seen."`
+	HedgeBudget            *budget.Share          `placeholder:"PERCENT" help:"Cap extra attempts (hedges and fail-overs) at this share of recent requests, such as 5%, plus one a second. Default: no cap."`
+	MaxAttempts            int                    `help:"Most attempts per request (0: one per endpoint)."`
+	IdempotentOnly         bool                   `help:"Give extra attempts only to requests that are safe to repeat: GET, HEAD, OPTIONS, PUT, DELETE, TRACE, or with an Idempotency-Key header. Others get one attempt (plus a fail-over when it failed before sending)."`
+	Order                  endpoints.Order        `default:"priority" enum:"priority,round-robin,fastest" help:"Order in which a request tries the endpoints: priority (as listed), round-robin, or fastest (lowest recent latency)."`
+	MaxInflight            int                    `help:"Most attempts one endpoint may have in flight; one at its cap is skipped (0: no cap)."`
+	EjectAfter             int                    `default:"5" help:"Failures in a row after which an endpoint is skipped for --eject-backoff (0: never)."`
+	EjectBackoff           time.Duration          `default:"1s" help:"How long an ejected endpoint is first skipped; doubles while it keeps failing, resets when it answers."`
+	EjectBackoffMax        time.Duration          `default:"1m" help:"Longest an endpoint is skipped, after failures or a Retry-After."`
+	HealthPath             string                 `placeholder:"PATH" help:"Probe every endpoint at this path (GET, 2xx is healthy) every --health-interval; a pass brings an ejected endpoint back. Default: no probes."`
+	HealthInterval         time.Duration          `default:"5s" help:"Time between health probes."`
+	DebugHeaders           bool                   `help:"Add X-Proxy-Endpoint, X-Proxy-Attempts and X-Proxy-No-Extra-Attempt to responses."`
+	Timeout                time.Duration          `default:"30s" help:"How long a request may wait for a terminal answer's headers, all attempts together (0: no limit). Then 504, or the last non-terminal answer."`
+	TryTimeout             time.Duration          `default:"10s" help:"How long one attempt may wait for its response headers before it counts as failed (0: no limit)."`
+	ResponseIdleTimeout    time.Duration          `default:"60s" help:"How long the winning endpoint may pause in the middle of its response body before the response is cut off (0: no limit). Streams (Server-Sent Events) must send something more often."`
+	MaxBodyBuffer          byteSize               `default:"8MiB" help:"Largest request body held in memory so every attempt can send it (bytes, or with KiB, MiB, GiB). A larger body is streamed to the first endpoint only, as is one over 64KiB when a request has one attempt at most."`
+	MaxReplayMemory        byteSize               `default:"256MiB" help:"Most memory held by request bodies kept for replay, all requests together; a request whose body does not fit gets 503 (0: no cap)."`
+	StopAfter              time.Duration          `original:"" short:"s" help:"Stop (gracefully, exit 0) after this long; 0 runs until SIGINT or SIGTERM."`
+	ShutdownTimeout        time.Duration          `default:"10s" help:"On stop, how long in-flight requests may take to finish."`
+	ReadHeaderTimeout      time.Duration          `default:"10s" help:"How long a client may take to send its request headers."`
+	IdleTimeout            time.Duration          `default:"120s" help:"How long an idle keep-alive client connection is kept."`
+	TrustedProxies         forward.TrustedProxies `placeholder:"CIDR,..." help:"Proxies in front of this one (IP addresses or networks, comma-separated) whose X-Forwarded-* and Forwarded headers are extended; from any other client they are replaced. Default: none."`
+	MaxConnections         int                    `default:"10000" help:"Most client connections open at once; more wait to be accepted (0: no cap)."`
+	MaxHeaderBytes         byteSize               `default:"64KiB" help:"Largest request head (request line and headers); a larger one gets 431."`
+	MaxHeaders             int                    `default:"100" help:"Most header fields in a request; more get 431 (0: no cap)."`
+	MaxResponseHeaderBytes byteSize               `default:"64KiB" help:"Largest response head an endpoint may send (status line and headers); a larger one fails that attempt."`
+	MaxResponseHeaders     int                    `default:"100" help:"Most header fields in an endpoint's response; more fail that attempt (0: no cap)."`
+	MaxBody                byteSize               `default:"0" help:"Largest request body (bytes, or with KiB, MiB, GiB); a Content-Length above it gets 413 at once, a chunked body when it crosses it (0: no cap)."`
+	BodyReadTimeout        time.Duration          `default:"60s" help:"How long a client may pause while sending its request body before the request fails with 408 (0: no limit)."`
+	TLSCert                string                 `name:"tls-cert" placeholder:"FILE" help:"Serve HTTPS (and HTTP/2) with this PEM certificate chain; needs --tls-key. Default: plain HTTP."`
+	TLSKey                 string                 `name:"tls-key" placeholder:"FILE" help:"The PEM private key of --tls-cert."`
+	H2C                    bool                   `name:"h2c" help:"Also accept HTTP/2 without TLS (prior knowledge, as gRPC and curl --http2-prior-knowledge send it)."`
+	DebugAddress           string                 `placeholder:"HOST:PORT" help:"Serve Go's profiles (/debug/pprof/: CPU, allocations, goroutines) on this address, such as 127.0.0.1:6060. Keep it off public interfaces. Default: off."`
+	LogPrefix              string                 `original:"" default:"balancing-reverse-proxy" help:"Prefix of every text log line."`
+	LogFile                string                 `original:"" default:"stdout" help:"Where logs go: stdout, stderr, or a file (appended to)."`
+	LogDate                bool                   `original:"" default:"true" help:"Stamp log lines with the date (-log-date=false to drop it)."`
+	LogTime                bool                   `original:"" default:"true" help:"Stamp log lines with the time (-log-time=false to drop it)."`
+	LogMsec                bool                   `original:"" help:"Add microseconds to the time stamp."`
+	LogUTC                 bool                   `original:"" name:"log-utc" help:"Stamp in UTC instead of local time."`
+	LogFormat              string                 `default:"text" enum:"text,json" help:"Log format: text or json."`
+	LogLevel               string                 `default:"info" enum:"debug,info,warn,error" help:"Least severe level logged: debug (every attempt), info (every request), warn or error."`
+	Version                kong.VersionFlag       `help:"Print the version and exit."`
 }
 
 // Validate checks what single flags cannot check alone.
@@ -311,7 +313,7 @@ func (c *CLI) serve(ctx context.Context, releaseSignals func()) error {
 	}
 
 	schedule := c.schedule()
-	transport := endpoints.NewTransport(endpoints.TransportOptions{
+	transport := wire.New(wire.Options{
 		MaxIdlePerHost:         c.idleConnsPerEndpoint(),
 		MaxResponseHeaderBytes: int64(c.MaxResponseHeaderBytes),
 		MaxResponseHeaders:     c.MaxResponseHeaders,

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"balancing-reverse-proxy/endpoints"
+	"balancing-reverse-proxy/forward"
 )
 
 // copyBufferSize is how much of a body is read before it is written on.
@@ -84,7 +85,7 @@ var ErrClientWrite = errors.New("writing to the client")
 // exchange. Copy does not close the body; Close does.
 func (o *Outcome) Copy(w http.ResponseWriter, idleTimeout time.Duration) (int64, error) {
 	resp := o.Response
-	endpoints.RemoveHopByHop(resp.Header)
+	forward.RemoveHopByHop(resp.Header)
 	header := w.Header()
 	for name, values := range resp.Header {
 		header[name] = values

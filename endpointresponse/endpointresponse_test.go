@@ -2,6 +2,7 @@ package endpointresponse
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -21,6 +22,8 @@ import (
 	"go.uber.org/goleak"
 
 	"balancing-reverse-proxy/endpoints"
+	"balancing-reverse-proxy/forward"
+	"balancing-reverse-proxy/wire"
 )
 
 func TestMain(m *testing.M) {
@@ -491,11 +494,11 @@ type copyResult struct {
 func newCopyProxy(t *testing.T, upstream string) (*httptest.Server, <-chan copyResult) {
 	t.Helper()
 	endpoint := endpointAt(t, upstream, 5)
-	transport := endpoints.NewTransport(endpoints.TransportOptions{MaxIdlePerHost: 4})
+	transport := wire.New(wire.Options{MaxIdlePerHost: 4})
 	t.Cleanup(transport.CloseIdleConnections)
 	results := make(chan copyResult, 8)
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		out := endpoint.Outgoing(r.Context(), r, nil, 0, nil)
+		out := outgoing(r.Context(), r, endpoint)
 		resp, err := transport.RoundTrip(out)
 		outcome := &Outcome{Endpoint: endpoint, Attempt: 1, Response: resp, Err: err}
 		defer outcome.Close()
@@ -782,11 +785,11 @@ func TestCopyUpstreamCutOff(t *testing.T) {
 		_ = http.NewResponseController(w).Flush()
 		panic(http.ErrAbortHandler)
 	})
-	transport := endpoints.NewTransport(endpoints.TransportOptions{MaxIdlePerHost: 1})
+	transport := wire.New(wire.Options{MaxIdlePerHost: 1})
 	t.Cleanup(transport.CloseIdleConnections)
 	endpoint := endpointAt(t, upstream.URL, 4)
 	in := httptest.NewRequest(http.MethodGet, "/cut", nil)
-	resp, err := transport.RoundTrip(endpoint.Outgoing(t.Context(), in, nil, 0, nil))
+	resp, err := transport.RoundTrip(outgoing(t.Context(), in, endpoint))
 	require.NoError(t, err)
 	outcome := &Outcome{Endpoint: endpoint, Attempt: 1, Response: resp}
 	t.Cleanup(outcome.Close)
@@ -922,4 +925,11 @@ func TestCopySaysAKnownLength(t *testing.T) {
 			assert.Equal(t, tt.wantChunks, slices.Contains(resp.TransferEncoding, "chunked"))
 		})
 	}
+}
+
+// outgoing is the request of the only attempt for in to endpoint, without a
+// body.
+func outgoing(ctx context.Context, in *http.Request, endpoint endpoints.Endpoint) *http.Request {
+	prepared := forward.Prepare(in, forward.Options{})
+	return prepared.To(ctx, endpoint, 1, nil, 0)
 }

@@ -1,14 +1,12 @@
-// Package endpoints owns the configured upstream endpoints: parsing and checking
-// their base URLs, and building the outgoing request of one attempt (path prefix
-// joined, Host set, X-Forwarded-* added, hop-by-hop headers removed).
+// Package endpoints owns the configured upstream endpoints: parsing and
+// checking their base URLs, the URL a request has at each, and their state at
+// run time (health, attempts in flight, latency) with the order in which a
+// request tries them (see Pool).
 package endpoints
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -17,6 +15,9 @@ import (
 // Accepted describes the accepted spelling of an endpoint, for error messages.
 const Accepted = "http://, https:// or h2c:// (HTTP/2 without TLS) base URLs with a host and an optional path prefix, " +
 	"comma-separated (http://host:8000,https://host/prefix)"
+
+// SchemeH2C is the scheme of endpoints spoken to in HTTP/2 without TLS.
+const SchemeH2C = "h2c"
 
 // Endpoint is one upstream: a mirror of the API that the proxy serves.
 type Endpoint struct {
@@ -71,7 +72,7 @@ func parseURL(raw string) (*url.URL, error) {
 	}
 	u.Scheme = strings.ToLower(u.Scheme)
 	switch {
-	case u.Scheme != "http" && u.Scheme != "https" && u.Scheme != schemeH2C:
+	case u.Scheme != "http" && u.Scheme != "https" && u.Scheme != SchemeH2C:
 		if u.Scheme == "" {
 			return nil, fmt.Errorf("no scheme")
 		}
@@ -104,94 +105,20 @@ func (l *List) UnmarshalText(text []byte) error {
 	return nil
 }
 
-// Outgoing builds the request that one attempt sends to e. The inbound request's
-// escaped path and raw query are joined under e's path prefix; headers are copied
-// without hop-by-hop ones, and X-Forwarded-For, -Host, -Proto and Forwarded are
-// set, extending the chains of a client in trusted (see TrustedProxies). body is
-// sent with the given length (-1 for unknown); the transport closes it. in is not
+// URLFor returns the URL that a request for target (its escaped path and raw
+// query) has at e: the path joined under e's path prefix, the escaping of
+// both kept (a%2Fb stays so), the query byte for byte. e's URL is not
 // modified.
-func (e Endpoint) Outgoing(ctx context.Context, in *http.Request, body io.ReadCloser, length int64, trusted TrustedProxies) *http.Request {
-	target := *e.URL
-	inPath, inEscaped := in.URL.Path, in.URL.EscapedPath()
-	if !strings.HasPrefix(inEscaped, "/") {
-		inPath, inEscaped = "/"+inPath, "/"+inEscaped
+func (e Endpoint) URLFor(target *url.URL) *url.URL {
+	joined := *e.URL
+	path, escaped := target.Path, target.EscapedPath()
+	if !strings.HasPrefix(escaped, "/") {
+		path, escaped = "/"+path, "/"+escaped
 	}
-	target.Path = strings.TrimSuffix(e.URL.Path, "/") + inPath
-	// RawPath keeps the client's escaping (a%2Fb stays so) where it differs
-	// from the default one.
-	target.RawPath = strings.TrimSuffix(e.URL.EscapedPath(), "/") + inEscaped
-	target.RawQuery = in.URL.RawQuery
-
-	header := in.Header.Clone()
-	if header == nil {
-		header = http.Header{}
-	}
-	RemoveHopByHop(header)
-	// Trailers can only travel when the endpoint is told the client accepts them.
-	if acceptsTrailers(in.Header) {
-		header.Set("Te", "trailers")
-	}
-	if _, ok := header["User-Agent"]; !ok {
-		// Keep Go's default agent out of requests whose client sent none.
-		header["User-Agent"] = []string{""}
-	}
-	setForwarded(header, in, trusted)
-
-	out := (&http.Request{
-		Method:        in.Method,
-		URL:           &target,
-		Proto:         "HTTP/1.1",
-		ProtoMajor:    1,
-		ProtoMinor:    1,
-		Header:        header,
-		Body:          body,
-		ContentLength: length,
-		Host:          e.URL.Host,
-		Trailer:       in.Trailer,
-	}).WithContext(ctx)
-	if body == nil || body == http.NoBody {
-		out.Body, out.ContentLength = http.NoBody, 0
-	}
-	return out
-}
-
-func acceptsTrailers(h http.Header) bool {
-	for _, te := range h.Values("Te") {
-		for _, token := range strings.Split(te, ",") {
-			if strings.EqualFold(strings.TrimSpace(token), "trailers") {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// hopByHop lists the headers that describe one connection, not the message
-// (RFC 9110, section 7.6.1), plus the non-standard Proxy-Connection.
-var hopByHop = []string{
-	"Connection",
-	"Proxy-Connection",
-	"Keep-Alive",
-	"Proxy-Authenticate",
-	"Proxy-Authorization",
-	"Te",
-	"Trailer",
-	"Transfer-Encoding",
-	"Upgrade",
-}
-
-// RemoveHopByHop deletes from h the hop-by-hop headers and every header named in
-// its Connection header. It is used on requests going up and responses coming
-// back.
-func RemoveHopByHop(h http.Header) {
-	for _, field := range h.Values("Connection") {
-		for _, name := range strings.Split(field, ",") {
-			if name = strings.TrimSpace(name); name != "" {
-				h.Del(name)
-			}
-		}
-	}
-	for _, name := range hopByHop {
-		h.Del(name)
-	}
+	joined.Path = strings.TrimSuffix(e.URL.Path, "/") + path
+	// RawPath keeps the request's escaping where it differs from the
+	// default one.
+	joined.RawPath = strings.TrimSuffix(e.URL.EscapedPath(), "/") + escaped
+	joined.RawQuery, joined.ForceQuery = target.RawQuery, target.ForceQuery
+	return &joined
 }

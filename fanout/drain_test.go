@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"balancing-reverse-proxy/endpointresponse"
-	"balancing-reverse-proxy/endpoints"
+	"balancing-reverse-proxy/wire"
 )
 
 func TestDrainSmallKeepsALosersConnection(t *testing.T) {
@@ -55,7 +55,7 @@ func TestDrainSmallKeepsALosersConnection(t *testing.T) {
 			srv.Start()
 			t.Cleanup(srv.Close)
 			t.Cleanup(func() { close(release) })
-			transport := endpoints.NewTransport(endpoints.TransportOptions{MaxIdlePerHost: 4})
+			transport := wire.New(wire.Options{MaxIdlePerHost: 4})
 			t.Cleanup(transport.CloseIdleConnections)
 
 			ctx, cancel := context.WithCancel(t.Context())

@@ -16,6 +16,7 @@ import (
 	"balancing-reverse-proxy/budget"
 	"balancing-reverse-proxy/endpointresponse"
 	"balancing-reverse-proxy/endpoints"
+	"balancing-reverse-proxy/forward"
 	"balancing-reverse-proxy/inbound"
 	"balancing-reverse-proxy/terminal"
 )
@@ -79,7 +80,7 @@ type Proxy struct {
 	// TrustedProxies are the proxies in front of this one whose forwarding
 	// headers are extended rather than replaced. If empty, every client's
 	// are replaced.
-	TrustedProxies endpoints.TrustedProxies
+	TrustedProxies forward.TrustedProxies
 	// tunnels are the open upgraded connections, closed by CloseTunnels.
 	tunnels tunnels
 	// DebugHeaders adds X-Proxy-Endpoint, X-Proxy-Attempts and, when an extra
@@ -87,10 +88,8 @@ type Proxy struct {
 	DebugHeaders bool
 }
 
-// Headers that the proxy adds: AttemptHeader to each upstream request, the
-// others to responses when Proxy.DebugHeaders is set.
+// Headers that the proxy adds to responses when Proxy.DebugHeaders is set.
 const (
-	AttemptHeader        = "X-Proxy-Attempt"
 	EndpointHeader       = "X-Proxy-Endpoint"
 	AttemptsHeader       = "X-Proxy-Attempts"
 	NoExtraAttemptHeader = "X-Proxy-No-Extra-Attempt"

@@ -25,6 +25,7 @@ import (
 	"balancing-reverse-proxy/endpointresponse"
 	"balancing-reverse-proxy/endpoints"
 	"balancing-reverse-proxy/terminal"
+	"balancing-reverse-proxy/wire"
 )
 
 func TestMain(m *testing.M) {
@@ -113,7 +114,7 @@ func buildProxy(t testing.TB, schedule Schedule, urls []string, configure ...fun
 	require.NoError(t, err)
 	ranges, err := terminal.Parse("100,200,300,400")
 	require.NoError(t, err)
-	transport := endpoints.NewTransport(endpoints.TransportOptions{MaxIdlePerHost: 8})
+	transport := wire.New(wire.Options{MaxIdlePerHost: 8})
 	t.Cleanup(transport.CloseIdleConnections)
 	proxy := &Proxy{
 		Endpoints:     endpoints.NewPool(list, endpoints.PoolOptions{}),

@@ -17,6 +17,7 @@ import (
 
 	"balancing-reverse-proxy/budget"
 	"balancing-reverse-proxy/endpoints"
+	"balancing-reverse-proxy/forward"
 	"balancing-reverse-proxy/hedge"
 )
 
@@ -304,7 +305,7 @@ func TestAttemptNumberHeader(t *testing.T) {
 	seen := make(chan string, 2)
 	record := func(status int) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
-			seen <- r.Header.Get(AttemptHeader)
+			seen <- r.Header.Get(forward.AttemptHeader)
 			w.WriteHeader(status)
 		}
 	}
@@ -313,7 +314,7 @@ func TestAttemptNumberHeader(t *testing.T) {
 	proxy := newProxy(t, Serial(), []string{first.srv.URL, second.srv.URL})
 	req, err := http.NewRequest(http.MethodGet, proxy.URL, nil)
 	require.NoError(t, err)
-	req.Header.Set(AttemptHeader, "7") // a client's value is not passed on
+	req.Header.Set(forward.AttemptHeader, "7") // a client's value is not passed on
 	resp, err := client(t).Do(req)
 	require.NoError(t, err)
 	resp.Body.Close()

@@ -16,11 +16,9 @@ import (
 
 	"balancing-reverse-proxy/endpointresponse"
 	"balancing-reverse-proxy/endpoints"
+	"balancing-reverse-proxy/forward"
+	"balancing-reverse-proxy/wire"
 )
-
-// requestIDHeader carries the request's id to every attempt, unless the
-// client sent one, which then travels on as it is.
-const requestIDHeader = "X-Request-Id"
 
 // race is the state of one request's attempts.
 type race struct {
@@ -31,6 +29,8 @@ type race struct {
 	protocol string
 	in       *http.Request
 	body     *requestBody
+	// forwarded is in, prepared once for every attempt.
+	forwarded forward.Request
 	// plan is the endpoints this request may try, in order; next is the
 	// first not tried yet.
 	plan        endpoints.List
@@ -113,6 +113,11 @@ func newRace(p *Proxy, in *http.Request, body *requestBody, protocol string, log
 		results:     make(chan *endpointresponse.Outcome, maxAttempts),
 	}
 	rc.cancels, rc.tried = rc.cancelsArray[:0], rc.triedArray[:0]
+	options := forward.Options{Trusted: p.TrustedProxies, Upgrade: protocol, BodyRead: body.replayable}
+	if id, ok := hlog.IDFromRequest(in); ok {
+		options.RequestID = id.String()
+	}
+	rc.forwarded = forward.Prepare(in, options)
 	return rc
 }
 
@@ -273,23 +278,7 @@ func (rc *race) launch() bool {
 	rc.launched++
 	rc.lastLaunch = time.Now()
 	body, length := rc.body.forAttempt()
-	outgoing := endpoint.Outgoing(ctx, rc.in, body, length, rc.proxy.TrustedProxies)
-	if rc.body.replayable {
-		// The client's body is already here (the server answered its Expect with
-		// 100 Continue); asking the endpoint again would only add a wait.
-		outgoing.Header.Del("Expect")
-	}
-	if rc.protocol != "" {
-		// Hop-by-hop, so dropped from the copy, but this hop is the one that
-		// upgrades.
-		outgoing.Header.Set("Connection", "Upgrade")
-		outgoing.Header.Set("Upgrade", rc.protocol)
-	}
-	// The attempt number and one request id let endpoints recognise copies.
-	outgoing.Header.Set(AttemptHeader, strconv.Itoa(number))
-	if id, ok := hlog.IDFromRequest(rc.in); ok && outgoing.Header.Get(requestIDHeader) == "" {
-		outgoing.Header.Set(requestIDHeader, id.String())
-	}
+	outgoing := rc.forwarded.To(ctx, endpoint, number, body, length)
 	headerTimeout := rc.headerTimeout()
 	if rc.inline {
 		// results has room for every attempt, so this does not block.
@@ -340,7 +329,7 @@ func (p *Proxy) attempt(outgoing *http.Request, cancel context.CancelFunc, endpo
 		tryTimer = time.AfterFunc(headerTimeout, cancel)
 	}
 	resp, err := p.Transport.RoundTrip(outgoing)
-	outcome := &endpointresponse.Outcome{Endpoint: endpoint, Attempt: number, Cancel: cancel, NotSent: endpoints.NotSent(err)}
+	outcome := &endpointresponse.Outcome{Endpoint: endpoint, Attempt: number, Cancel: cancel, NotSent: wire.NotSent(err)}
 	// A timer that already fired has cancelled this attempt, even if headers
 	// arrived in the meantime.
 	if tryTimer != nil && !tryTimer.Stop() {

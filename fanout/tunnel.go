@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"balancing-reverse-proxy/endpointresponse"
+	"balancing-reverse-proxy/forward"
 	"balancing-reverse-proxy/inbound"
 )
 
@@ -20,27 +21,14 @@ import (
 // behind the proxy's checks, so such a request is served as plain HTTP/1.1
 // (its Upgrade header is hop-by-hop and dropped).
 func upgradeProtocol(r *http.Request) string {
-	if !headerHasToken(r.Header, "Connection", "upgrade") {
+	if !forward.HasToken(r.Header, "Connection", "upgrade") {
 		return ""
 	}
 	protocol := r.Header.Get("Upgrade")
-	if protocol == "" || headerHasToken(r.Header, "Upgrade", "h2c") {
+	if protocol == "" || forward.HasToken(r.Header, "Upgrade", "h2c") {
 		return ""
 	}
 	return protocol
-}
-
-// headerHasToken reports whether one of the comma-separated values of name
-// in h is token, ignoring case.
-func headerHasToken(h http.Header, name, token string) bool {
-	for _, value := range h.Values(name) {
-		for element := range strings.SplitSeq(value, ",") {
-			if strings.EqualFold(strings.TrimSpace(element), token) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // tunnels tracks the open tunnels, so that the proxy can close them when it

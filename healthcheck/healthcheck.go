@@ -134,18 +134,6 @@ func parsePath(path string) (*url.URL, error) {
 	return u, nil
 }
 
-// probeURL joins path (with its query) under base's path prefix, keeping the
-// escaping of both, the same way endpoints.Endpoint.Outgoing joins request paths.
-func probeURL(base, path *url.URL) *url.URL {
-	target := *base
-	target.Path = strings.TrimSuffix(base.Path, "/") + path.Path
-	target.RawPath = strings.TrimSuffix(base.EscapedPath(), "/") + path.EscapedPath()
-	target.RawQuery = path.RawQuery
-	target.ForceQuery = path.ForceQuery
-	target.Fragment, target.RawFragment = "", ""
-	return &target
-}
-
 // Run probes all endpoints at once right away, then every Interval, until ctx
 // ends. It returns only when every goroutine it started has returned. Each probe
 // is a GET with User-Agent "balancing-reverse-proxy-health-check"; its response
@@ -177,7 +165,7 @@ func (c *Checker) Run(ctx context.Context) {
 	for _, e := range c.Endpoints {
 		p := prober{
 			index:     e.Index,
-			target:    probeURL(e.URL, path).String(),
+			target:    e.URLFor(path).String(),
 			timeout:   timeout,
 			transport: transport,
 		}

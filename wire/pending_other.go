@@ -1,6 +1,6 @@
 //go:build !linux
 
-package endpoints
+package wire
 
 import "net"
 

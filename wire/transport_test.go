@@ -1,4 +1,4 @@
-package endpoints
+package wire
 
 import (
 	"crypto/tls"
@@ -61,7 +61,7 @@ func TestTransportUpgradesH2CEndpointsOverHTTP1(t *testing.T) {
 	srv.Config.Protocols.SetUnencryptedHTTP2(true)
 	srv.Start()
 	t.Cleanup(srv.Close)
-	transport := NewTransport(TransportOptions{MaxIdlePerHost: 1})
+	transport := New(Options{MaxIdlePerHost: 1})
 	t.Cleanup(transport.CloseIdleConnections)
 	url := "h2c://" + strings.TrimPrefix(srv.URL, "http://")
 
@@ -84,7 +84,7 @@ func TestTransportOverTLS(t *testing.T) {
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	roots := srv.Client().Transport.(*http.Transport).TLSClientConfig
-	transport := NewTransport(TransportOptions{MaxIdlePerHost: 1, TLS: roots})
+	transport := New(Options{MaxIdlePerHost: 1, TLS: roots})
 	t.Cleanup(transport.CloseIdleConnections)
 
 	t.Run("HTTP/2 where the endpoint offers it", func(t *testing.T) {
@@ -105,7 +105,7 @@ func TestTransportOverTLS(t *testing.T) {
 		endpoint := rawendpoint.NewTLS(t, &tls.Config{Certificates: srv.TLS.Certificates, NextProtos: []string{"http/1.1"}}, func(*http.Request) string {
 			return answers[min(int(answered.Add(1)), len(answers))-1]
 		})
-		tlsTransport := NewTransport(TransportOptions{MaxIdlePerHost: 1, TLS: roots})
+		tlsTransport := New(Options{MaxIdlePerHost: 1, TLS: roots})
 		t.Cleanup(tlsTransport.CloseIdleConnections)
 		_, err := roundTrip(t, tlsTransport, endpoint.URL)
 		assert.ErrorIs(t, err, ErrAmbiguousFraming, "the head is checked, as over plain TCP")

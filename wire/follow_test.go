@@ -1,4 +1,4 @@
-package endpoints
+package wire
 
 import (
 	"bufio"
@@ -120,7 +120,7 @@ func TestTransportChecksHeads(t *testing.T) {
 		t.Run("an ambiguous head "+tt.name+" fails, and its connection is never reused", func(t *testing.T) {
 			t.Parallel()
 			endpoint := rawServer(t, tt.reply, clean)
-			transport := NewTransport(TransportOptions{MaxIdlePerHost: 1})
+			transport := New(Options{MaxIdlePerHost: 1})
 			t.Cleanup(transport.CloseIdleConnections)
 			_, err := roundTrip(t, transport, endpoint.URL)
 			assert.ErrorIs(t, err, ErrAmbiguousFraming)
@@ -133,7 +133,7 @@ func TestTransportChecksHeads(t *testing.T) {
 	t.Run("clean heads keep their connection", func(t *testing.T) {
 		t.Parallel()
 		endpoint := rawServer(t, clean, clean)
-		transport := NewTransport(TransportOptions{MaxIdlePerHost: 1})
+		transport := New(Options{MaxIdlePerHost: 1})
 		t.Cleanup(transport.CloseIdleConnections)
 		for range 2 {
 			body, err := roundTrip(t, transport, endpoint.URL)
@@ -182,7 +182,7 @@ func TestCancelledRequestResetsItsConnection(t *testing.T) {
 				_, err = reader.ReadByte()
 				ended <- err
 			}()
-			transport := NewTransport(TransportOptions{MaxIdlePerHost: 1})
+			transport := New(Options{MaxIdlePerHost: 1})
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
 			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+listener.Addr().String()+"/", nil)
@@ -263,7 +263,7 @@ func TestTransportCutsAnswersAtTheirFraming(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			endpoint := rawServer(t, tt.reply, next)
-			transport := NewTransport(TransportOptions{MaxIdlePerHost: 1})
+			transport := New(Options{MaxIdlePerHost: 1})
 			t.Cleanup(transport.CloseIdleConnections)
 			status, body := request(t, transport, tt.method, endpoint.URL)
 			assert.Equal(t, tt.status, status)
@@ -295,7 +295,7 @@ func TestTransportCapsResponseHeads(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			endpoint := rawServer(t, tt.reply)
-			transport := NewTransport(TransportOptions{MaxIdlePerHost: 1, MaxResponseHeaders: 10, MaxResponseHeaderBytes: 1 << 10})
+			transport := New(Options{MaxIdlePerHost: 1, MaxResponseHeaders: 10, MaxResponseHeaderBytes: 1 << 10})
 			t.Cleanup(transport.CloseIdleConnections)
 			_, err := roundTrip(t, transport, endpoint.URL)
 			require.Error(t, err)
@@ -310,7 +310,7 @@ func TestTransportCapsResponseHeads(t *testing.T) {
 	t.Run("heads within the caps pass", func(t *testing.T) {
 		t.Parallel()
 		endpoint := rawServer(t, "HTTP/1.1 200 OK\r\n"+strings.Repeat("X-Many: 1\r\n", 9)+"Content-Length: 2\r\n\r\nok")
-		transport := NewTransport(TransportOptions{MaxIdlePerHost: 1, MaxResponseHeaders: 10, MaxResponseHeaderBytes: 1 << 10})
+		transport := New(Options{MaxIdlePerHost: 1, MaxResponseHeaders: 10, MaxResponseHeaderBytes: 1 << 10})
 		t.Cleanup(transport.CloseIdleConnections)
 		body, err := roundTrip(t, transport, endpoint.URL)
 		require.NoError(t, err)
@@ -324,7 +324,7 @@ func TestTransportTellsWhatWasNotSent(t *testing.T) {
 	require.NoError(t, err)
 	address := listener.Addr().String()
 	require.NoError(t, listener.Close())
-	transport := NewTransport(TransportOptions{MaxIdlePerHost: 1})
+	transport := New(Options{MaxIdlePerHost: 1})
 	_, err = roundTrip(t, transport, "http://"+address)
 	require.Error(t, err)
 	assert.True(t, NotSent(err), "a refused connection sent nothing: %v", err)

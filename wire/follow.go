@@ -1,4 +1,4 @@
-package endpoints
+package wire
 
 import (
 	"bytes"
@@ -89,7 +89,7 @@ func (w *watch) wroteHeaders() {
 // ErrAmbiguousFraming when the response's head was ambiguous; the connection
 // is then already closed, so it is never reused. It returns nil when the head
 // was fine or could not be checked: only HTTP/1 connections dialled by
-// NewTransport's transport are.
+// New's transport are.
 func (w *watch) verdict() error {
 	if conn := w.conn.Load(); conn != nil {
 		return conn.verdict()

@@ -1,4 +1,10 @@
-package endpoints
+// Package wire owns the proxy's side of the connections to endpoints: the
+// transport every attempt goes through (HTTP/1.1, HTTP/2 by ALPN over TLS,
+// HTTP/2 without TLS to h2c:// endpoints, upgrades in HTTP/1.1), the following
+// of every HTTP/1 answer by its framing (ambiguous heads refused, bytes past
+// an answer cut off, such connections never reused), the caps on response
+// heads, and the reset of connections whose attempt was cancelled.
+package wire
 
 import (
 	"context"
@@ -8,6 +14,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"balancing-reverse-proxy/endpoints"
 )
 
 // Transport sends the requests of every attempt to every endpoint: HTTP/1.1,
@@ -27,8 +35,8 @@ type Transport struct {
 	maxHeaders int
 }
 
-// TransportOptions configure NewTransport's transport.
-type TransportOptions struct {
+// Options configure New's transport.
+type Options struct {
 	// MaxIdlePerHost is how many idle connections are kept per endpoint. If
 	// zero, Go's default (2).
 	MaxIdlePerHost int
@@ -46,18 +54,18 @@ type TransportOptions struct {
 }
 
 // DefaultMaxResponseHeaderBytes is the cap on a response head when
-// TransportOptions leave it zero, the same as the proxy's default for
+// Options leave it zero, the same as the proxy's default for
 // request heads.
 const DefaultMaxResponseHeaderBytes = 64 << 10
 
 // ErrResponseHeaders is the failure of a response with more header fields
-// than TransportOptions.MaxResponseHeaders.
+// than Options.MaxResponseHeaders.
 var ErrResponseHeaders = errors.New("too many response header fields")
 
 // tlsHandshakeTimeout bounds the TLS handshake with an endpoint.
 const tlsHandshakeTimeout = 10 * time.Second
 
-// NewTransport returns the transport that every attempt to every endpoint
+// New returns the transport that every attempt to every endpoint
 // shares. It keeps up to opts.MaxIdlePerHost idle connections per endpoint
 // so that busy endpoints are not dialled per request, with no cap in all:
 // under fan-out a client connection can have an attempt at every endpoint,
@@ -66,7 +74,7 @@ const tlsHandshakeTimeout = 10 * time.Second
 // have to undo (responses pass through as the endpoint sent them), ignores
 // HTTP_PROXY settings (the endpoints are called directly) and dials
 // connections that can be followed (see watch).
-func NewTransport(opts TransportOptions) *Transport {
+func New(opts Options) *Transport {
 	maxHeaderBytes := opts.MaxResponseHeaderBytes
 	if maxHeaderBytes == 0 {
 		maxHeaderBytes = DefaultMaxResponseHeaderBytes
@@ -136,9 +144,6 @@ func dialTLS(dialer *net.Dialer, config *tls.Config, protocols ...string) func(c
 	}
 }
 
-// schemeH2C is the scheme of endpoints spoken to in HTTP/2 without TLS.
-const schemeH2C = "h2c"
-
 // RoundTrip sends req to its endpoint, by HTTP/2 without TLS when its URL's
 // scheme is h2c, unless req asks to upgrade its connection (a WebSocket):
 // HTTP/2 has no such thing, so that goes in HTTP/1.1, which servers of h2c
@@ -149,7 +154,7 @@ const schemeH2C = "h2c"
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	watch, ctx := newWatch(req.Context(), req.Method)
 	sent := req.WithContext(ctx)
-	if req.URL.Scheme == schemeH2C {
+	if req.URL.Scheme == endpoints.SchemeH2C {
 		// Go's transports speak h2c to http:// URLs when told to.
 		url := *req.URL
 		url.Scheme = "http"
@@ -192,7 +197,7 @@ func (t *Transport) transportFor(req *http.Request) *http.Transport {
 	switch {
 	case req.Header.Get("Upgrade") != "":
 		return t.upgrades
-	case req.URL.Scheme == schemeH2C:
+	case req.URL.Scheme == endpoints.SchemeH2C:
 		return t.h2c
 	}
 	return t.http1
