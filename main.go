@@ -338,6 +338,7 @@ func (c *CLI) serve(ctx context.Context, releaseSignals func()) error {
 		IdempotentOnly:      c.IdempotentOnly,
 		TrustedProxies:      c.TrustedProxies,
 		DebugHeaders:        c.DebugHeaders,
+		Observers:           []fanout.Observer{fanout.RequestLog{}},
 	}
 	if c.HedgeBudget != nil {
 		proxy.Budget = budget.New(float64(*c.HedgeBudget), budget.DefaultFloor, 0)

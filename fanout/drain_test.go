@@ -65,8 +65,8 @@ func TestDrainSmallKeepsALosersConnection(t *testing.T) {
 			resp, err := transport.RoundTrip(req)
 			require.NoError(t, err)
 			outcome := &endpointresponse.Outcome{Response: resp, Cancel: cancel}
-			drainSmall(outcome, time.Now().Add(drainWait))
-			outcome.Close()
+			var l losers
+			l.drain(outcome)
 
 			req, err = http.NewRequest(http.MethodGet, srv.URL+"/second", nil)
 			require.NoError(t, err)
@@ -96,7 +96,8 @@ func TestDrainSmallStopsAtTheSharedDeadline(t *testing.T) {
 	var cancelled atomic.Bool
 	resp := &http.Response{ContentLength: 10, Body: io.NopCloser(body)}
 	outcome := &endpointresponse.Outcome{Response: resp, Cancel: func() { cancelled.Store(true) }}
-	drainSmall(outcome, time.Now().Add(-time.Millisecond))
+	spent := losers{drainBy: time.Now().Add(-time.Millisecond)}
+	spent.drain(outcome)
 	assert.Zero(t, body.reads.Load(), "the time for reading out losers was spent by the ones before")
 	assert.False(t, cancelled.Load(), "finish cancels it with the rest")
 }
@@ -131,12 +132,13 @@ func TestLosersDoNotOutlastASlowSmallAnswer(t *testing.T) {
 func TestCancelUnansweredLeavesAnsweredLosers(t *testing.T) {
 	t.Parallel()
 	var cancelled [4]atomic.Bool
-	rc := &race{}
+	var l losers
 	for i := range cancelled {
-		rc.cancels = append(rc.cancels, func() { cancelled[i].Store(true) })
+		l.add(func() { cancelled[i].Store(true) })
 	}
-	rc.answered.Or(1<<1 | 1<<2) // attempts 2 and 3 have their headers
-	rc.cancelUnanswered(&endpointresponse.Outcome{Attempt: 3})
+	l.markAnswered(2) // attempts 2 and 3 have their headers
+	l.markAnswered(3)
+	l.cancelUnanswered(&endpointresponse.Outcome{Attempt: 3})
 	assert.False(t, cancelled[2].Load(), "the winner")
 	assert.False(t, cancelled[1].Load(), "an answered loser, for finish to read out")
 	assert.True(t, cancelled[0].Load(), "a loser waiting for its headers")

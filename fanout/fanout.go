@@ -1,7 +1,9 @@
-// Package fanout owns the engine: it captures a request's body, starts attempts
-// at the endpoints on a schedule (serial, fan-out or hedged) within the limits
-// of the budget and the request's method, picks the first terminal answer,
-// cancels the rest and decides the reply when nothing was terminal.
+// Package fanout owns the engine. For each request it decides a plan (the
+// endpoints to try in order, the schedule, what extra attempts may cost), runs
+// the one attempt loop that serial, fan-out and hedged are settings of, picks
+// the first terminal answer, settles the losers, and turns however the
+// request ended into the one reply the client gets. What happens is reported
+// to Observers; the request log is one.
 package fanout
 
 import (
@@ -11,27 +13,18 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/rs/zerolog/hlog"
-
 	"balancing-reverse-proxy/budget"
 	"balancing-reverse-proxy/endpointresponse"
 	"balancing-reverse-proxy/endpoints"
 	"balancing-reverse-proxy/forward"
-	"balancing-reverse-proxy/inbound"
 	"balancing-reverse-proxy/terminal"
+
+	"github.com/rs/zerolog/hlog"
 )
 
 // singleAttemptBuffer is the largest body read whole before it is sent when
 // the request can have one attempt only.
 const singleAttemptBuffer = 64 << 10
-
-// statusClientClosedRequest is logged (never sent) when the client went away
-// before its answer was complete, as nginx does.
-const statusClientClosedRequest = 499
-
-// errTryTimeout is the failure of an attempt whose headers did not arrive within
-// Proxy.TryTimeout.
-var errTryTimeout = errors.New("no response headers within the try time-out")
 
 // Proxy is the http.Handler that forwards each request to the endpoints and
 // answers with the first terminal response. Its fields are set before it serves
@@ -86,6 +79,9 @@ type Proxy struct {
 	// DebugHeaders adds X-Proxy-Endpoint, X-Proxy-Attempts and, when an extra
 	// attempt was wanted but not made, X-Proxy-No-Extra-Attempt to responses.
 	DebugHeaders bool
+	// Observers are told what happens to each request (see Observer); the
+	// request log is RequestLog. If empty, nobody is.
+	Observers []Observer
 }
 
 // Headers that the proxy adds to responses when Proxy.DebugHeaders is set.
@@ -95,54 +91,31 @@ const (
 	NoExtraAttemptHeader = "X-Proxy-No-Extra-Attempt"
 )
 
-// Reasons why a request got no extra attempt when its schedule wanted one, as
-// given in NoExtraAttemptHeader and the log.
-const (
-	heldBackBody        = "request body over --max-body-buffer"
-	heldBackMethod      = "method not idempotent"
-	heldBackBudget      = "budget spent"
-	heldBackMaxInflight = "other endpoints at --max-inflight"
-)
-
-// ServeHTTP forwards r as described on Proxy and logs one line about it.
+// ServeHTTP forwards r: it captures the body, plans the request, runs its
+// attempts, replies and settles the losers, telling the observers all along.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	log := hlog.FromRequest(r)
-	summary := &summary{endpoint: -1}
-	defer func() { summary.log(log, r, time.Since(start)) }()
-
-	replayLimit := p.MaxBodyBuffer
-	if p.Endpoints.Len() == 1 || p.MaxAttempts == 1 {
-		// A request with one attempt at most never replays its body, so only
-		// a small one is read whole before it is sent (then a body that is
-		// cut off or malformed, or a client that sends it slowly, never
-		// reaches an endpoint); a larger one streams.
-		replayLimit = min(replayLimit, singleAttemptBuffer)
-	}
-	body, err := captureBody(r, replayLimit, &p.replayMemory, p.MaxReplayMemory)
-	if errors.Is(err, errReplayMemoryFull) {
-		summary.status, summary.err = http.StatusServiceUnavailable, err
-		w.Header().Set("Retry-After", "1")
-		http.Error(w, fmt.Sprintf("503 Service Unavailable: the request bodies held for replay are at --max-replay-memory (%d bytes); try again", p.MaxReplayMemory), summary.status)
-		return
-	}
+	x := &exchange{proxy: p, in: r, done: Done{Endpoint: -1}}
+	p.observe(Event{Kind: RequestReceived, Request: r})
+	// Registered first, so that it runs last, after the losers are settled
+	// and even when the reply cuts the connection.
+	defer func() {
+		p.observe(Event{Kind: RequestDone, Request: r, Elapsed: time.Since(start), Done: &x.done})
+	}()
+	body, err := captureBody(r, p.replayLimit(), &p.replayMemory, p.MaxReplayMemory)
 	if err != nil {
-		summary.err = fmt.Errorf("reading the request body: %w", err)
-		// A body that failed for its size or pace also ends the request's
-		// context (the server stops reading the connection), but the client
-		// is still there to get the answer.
-		status, isLimit := bodyFailureStatus(err)
-		summary.status = status
-		if !isLimit && clientLeft(r, err) {
-			summary.status = statusClientClosedRequest
-			abandon()
+		x.done.Ending = bodyEnding(r, err)
+		x.done.Err = err
+		if x.done.Ending != ReplayMemoryFull {
+			x.done.Err = fmt.Errorf("reading the request body: %w", err)
 		}
-		http.Error(w, fmt.Sprintf("%d %s: the request body could not be read", summary.status, http.StatusText(summary.status)), summary.status)
+		x.replyError(w)
 		return
 	}
-	// Registered before the race's finish, so it runs after it.
+	x.body = body
+	// Registered before finish, so it runs after it.
 	defer body.release()
-	summary.streamedBody = !body.replayable
+	x.done.StreamedBody = !body.replayable
 	if !body.replayable {
 		// The attempt reads the client's body while the answer is copied: the
 		// endpoint may answer before the end, and Go's transport reads on
@@ -155,147 +128,116 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.Budget != nil {
 		p.Budget.Deposit()
 	}
-
-	protocol := upgradeProtocol(r)
-	race := newRace(p, r, body, protocol, log)
-	defer race.finish()
-	chosen, ended := race.run()
-	summary.attempts = race.launched
-	summary.failures = race.failures
-	summary.heldBack = race.heldBack
-	if p.DebugHeaders {
-		race.setDebugHeaders(w.Header(), chosen)
-	}
-
-	if chosen == nil {
-		summary.status = failureStatus(r, ended, race.failures)
-		summary.err = errors.Join(race.failures...)
-		if summary.status == statusClientClosedRequest {
-			abandon()
-		}
-		message := "no endpoint answered"
-		if ended == noEndpointFree {
-			message = "every endpoint is at --max-inflight"
-		}
-		http.Error(w, fmt.Sprintf("%d %s: %s", summary.status, http.StatusText(summary.status), message), summary.status)
-		return
-	}
-
-	race.settleLosers(chosen)
-	summary.endpoint = chosen.Endpoint.Index
-	summary.status = chosen.Status()
-	summary.terminal = ended == terminalAnswer
-	if protocol != "" && chosen.Status() == http.StatusSwitchingProtocols {
-		var hijacked bool
-		summary.bytes, hijacked, err = p.tunnel(w, chosen, protocol)
-		summary.tunnelled, summary.err = err == nil, err
-		switch {
-		case errors.Is(err, errStopping) && !hijacked:
-			summary.status = http.StatusServiceUnavailable
-			http.Error(w, "503 Service Unavailable: the proxy is stopping", summary.status)
-		case err != nil && !hijacked:
-			summary.status = http.StatusBadGateway
-			http.Error(w, "502 Bad Gateway: the endpoint did not switch protocols", summary.status)
-		case err != nil:
-			// The connection is the handler's and closed; nothing can be sent.
-			summary.status = statusClientClosedRequest
-		}
-		return
-	}
-	summary.bytes, err = chosen.Copy(w, p.ResponseIdleTimeout)
-	if err == nil {
-		race.giveBack(chosen)
-		// The answer goes out whole now rather than when the handler
-		// returns, which under fan-out is after the losers are read out.
-		err = endpointresponse.Flush(w)
-	}
-	if err != nil {
-		summary.err = err
-		if clientLeft(r, err) {
-			summary.status = statusClientClosedRequest
-		} else {
-			summary.aborted = true
-		}
-		// The status is out; the only honest thing left is to cut the connection,
-		// so the client cannot take a truncated body for a whole one.
-		panic(http.ErrAbortHandler)
-	}
-}
-
-// abandon ends a request whose client went away before it had an answer: the
-// connection is cut, never left to the server, which would send an empty
-// 200 for a handler that wrote nothing.
-func abandon() {
-	panic(http.ErrAbortHandler)
-}
-
-// failureStatus maps how a race that produced no response ended to the status
-// logged and, unless the client left, sent: a request body over --max-body
-// 413 or too slow 408, the client gone 499, every endpoint
-// at its in-flight cap 503, the request's time-out or every attempt timed out
-// 504, anything else 502.
-func failureStatus(r *http.Request, ended raceOutcome, failures []error) int {
-	if status, ok := bodyFailureStatus(errors.Join(failures...)); ok {
-		return status
-	}
+	x.plan = p.plan(r, body, upgradeProtocol(r))
+	x.prepare()
+	defer x.finish()
+	end := x.run()
 	switch {
-	case ended == clientGone || r.Context().Err() != nil:
-		return statusClientClosedRequest
-	case ended == noEndpointFree:
-		return http.StatusServiceUnavailable
-	case ended == deadlineExpired:
-		return http.StatusGatewayTimeout
-	case len(failures) > 0 && allTimedOut(failures):
-		return http.StatusGatewayTimeout
+	case x.winner == nil:
+		x.done.Ending = x.failureEnding(end)
+		x.done.Err = joinedFailures(x.done.Failures)
+	case x.plan.upgrade != "" && x.winner.Status() == http.StatusSwitchingProtocols:
+		x.done.Ending = Tunnelled
+	case end == terminalAnswer:
+		x.done.Ending = Served
+	default:
+		x.done.Ending = PassedThrough
 	}
-	return http.StatusBadGateway
+	if x.winner != nil {
+		x.done.Endpoint = x.winner.Endpoint.Index
+		p.observe(Event{Kind: WinnerChosen, Request: r, Endpoint: x.winner.Endpoint, Attempt: x.winner.Attempt, Status: x.winner.Status()})
+		x.losers.settle(x.winner, x.plan.inline)
+	}
+	x.reply(w)
 }
 
-// bodyFailureStatus maps a failure to read the client's request body to its
-// status: over --max-body 413, too slow 408, anything else 400. It is false
-// when err is not about the request body.
-func bodyFailureStatus(err error) (int, bool) {
-	var tooLarge *http.MaxBytesError
+// replayLimit is the largest body kept for replay. A request with one attempt
+// at most never replays its body, so only a small one is read whole before
+// it is sent (then a body that is cut off or malformed, or a client that
+// sends it slowly, never reaches an endpoint); a larger one streams.
+func (p *Proxy) replayLimit() int64 {
+	if p.Endpoints.Len() == 1 || p.MaxAttempts == 1 {
+		return min(p.MaxBodyBuffer, singleAttemptBuffer)
+	}
+	return p.MaxBodyBuffer
+}
+
+// prepare readies x's attempt loop: its request, forwarded once for all
+// attempts, and room for their outcomes.
+func (x *exchange) prepare() {
+	options := forward.Options{Trusted: x.proxy.TrustedProxies, Upgrade: x.plan.upgrade, BodyRead: x.body.replayable}
+	if id, ok := hlog.IDFromRequest(x.in); ok {
+		options.RequestID = id.String()
+	}
+	x.forwarded = forward.Prepare(x.in, options)
+	x.results = make(chan *endpointresponse.Outcome, x.plan.maxAttempts)
+	x.tried = x.triedArray[:0]
+}
+
+// note tells the observers and the pool what an attempt's outcome is, and
+// reports whether it is terminal.
+func (x *exchange) note(outcome *endpointresponse.Outcome) bool {
+	terminal := x.isTerminal(outcome)
+	event := Event{Kind: AttemptAnswered, Request: x.in, Endpoint: outcome.Endpoint, Attempt: outcome.Attempt,
+		Elapsed: outcome.Elapsed, Status: outcome.Status(), Err: outcome.Err}
 	switch {
-	case errors.As(err, &tooLarge):
-		return http.StatusRequestEntityTooLarge, true
-	case errors.Is(err, inbound.ErrBodyReadTimeout):
-		return http.StatusRequestTimeout, true
+	case outcome.Err == nil:
+	case errors.Is(outcome.Err, context.Canceled):
+		event.Kind = AttemptCancelled
+	default:
+		event.Kind = AttemptFailed
 	}
-	return http.StatusBadRequest, false
+	x.proxy.observe(event)
+	x.proxy.feedback(x.in, outcome, terminal)
+	return terminal
 }
 
-func allTimedOut(failures []error) bool {
-	for _, err := range failures {
-		if !errors.Is(err, errTryTimeout) && !errors.Is(err, context.DeadlineExceeded) {
-			return false
+// finish settles what the request leaves behind once it is answered: the
+// losers that answered while the winner was copied are read out, all within
+// drainWait, so that their connections can carry other requests; the rest
+// are cancelled and waited for; every answer is closed and every in-flight
+// place given back.
+func (x *exchange) finish() {
+	x.losers.stopCut()
+	for drained := true; drained; {
+		select {
+		case outcome := <-x.results:
+			x.note(outcome)
+			x.losers.drain(outcome)
+		default:
+			drained = false
 		}
 	}
-	return true
+	x.losers.cancelAllBut(nil)
+	x.running.Wait()
+	close(x.results)
+	for outcome := range x.results {
+		x.note(outcome)
+		outcome.Close()
+	}
+	if x.fallback != nil {
+		x.fallback.Close()
+	}
+	if x.winner != nil {
+		x.winner.Close()
+	}
+	for i, index := range x.tried {
+		if i+1 != x.givenBack {
+			x.proxy.Endpoints.Release(x.plan.candidates[index])
+		}
+	}
 }
 
-// clientLeft reports whether err means that the client went away, which is no
-// one's failure: its request was cancelled, or writing to it failed.
-func clientLeft(r *http.Request, err error) bool {
-	return r.Context().Err() != nil || errors.Is(err, endpointresponse.ErrClientWrite)
+// giveBack gives back the in-flight place of the winner's endpoint ahead of
+// finish, once its answer is read whole: the client, which may send its next
+// request as soon as it has that answer, then finds the place free.
+func (x *exchange) giveBack() {
+	x.proxy.Endpoints.Release(x.winner.Endpoint)
+	x.givenBack = x.winner.Attempt
 }
 
-// raceOutcome says how a race ended.
-type raceOutcome int
-
-const (
-	// terminalAnswer: an attempt answered with a terminal status.
-	terminalAnswer raceOutcome = iota
-	// nonTerminalAnswer: every attempt is done and at least one answered, but
-	// none terminally; the last answer is passed through.
-	nonTerminalAnswer
-	// allFailed: every attempt is done and none answered.
-	allFailed
-	// deadlineExpired: Proxy.Timeout ran out before a terminal answer.
-	deadlineExpired
-	// clientGone: the client went away.
-	clientGone
-	// noEndpointFree: every endpoint was at its in-flight cap, so nothing was
-	// sent.
-	noEndpointFree
-)
+// joinedFailures is the error of a request that no endpoint served: all its
+// attempts' failures.
+func joinedFailures(failures []error) error {
+	return errors.Join(failures...)
+}

@@ -122,6 +122,7 @@ func buildProxy(t testing.TB, schedule Schedule, urls []string, configure ...fun
 		Schedule:      schedule,
 		Transport:     transport,
 		MaxBodyBuffer: 1 << 20,
+		Observers:     []Observer{RequestLog{}},
 	}
 	for _, c := range configure {
 		c(proxy)

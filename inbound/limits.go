@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -96,7 +97,14 @@ func refuse(w http.ResponseWriter, r *http.Request, status int, reason string) {
 		Msg("request refused")
 	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(refusedLinger))
 	w.Header().Set("Connection", "close")
-	http.Error(w, fmt.Sprintf("%d %s: %s", status, http.StatusText(status), reason), status)
+	WriteError(w, status, reason)
+}
+
+// WriteError answers with the proxy's own error: status, and a one-line body
+// "<status> <its text>: <reason>", as every refusal and failure the proxy
+// answers itself has.
+func WriteError(w http.ResponseWriter, status int, reason string) {
+	http.Error(w, strconv.Itoa(status)+" "+http.StatusText(status)+": "+reason, status)
 }
 
 // idleTimeoutBody is a request body whose every read must make progress
