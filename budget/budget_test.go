@@ -6,28 +6,17 @@ import (
 	"testing"
 	"time"
 
+	"balancing-reverse-proxy/internal/fakeclock"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// fakeClock is a clock that only moves when a test advances it.
-type fakeClock struct {
-	elapsed atomic.Int64
-}
-
-func (c *fakeClock) now() time.Time {
-	return time.Unix(1_700_000_000, c.elapsed.Load())
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.elapsed.Add(int64(d))
-}
-
 // newTestBudget returns a Budget on a fake clock.
-func newTestBudget(t *testing.T, share, floorPerSecond float64, window time.Duration) (*Budget, *fakeClock) {
+func newTestBudget(t *testing.T, share, floorPerSecond float64, window time.Duration) (*Budget, *fakeclock.Clock) {
 	t.Helper()
-	clock := &fakeClock{}
-	return newBudget(share, floorPerSecond, window, clock.now), clock
+	clock := &fakeclock.Clock{}
+	return newBudget(share, floorPerSecond, window, clock.Now), clock
 }
 
 // drain withdraws until the budget refuses, and returns how many it allowed.
@@ -91,7 +80,7 @@ func TestBudgetWindowAgeing(t *testing.T) {
 	require.True(t, b.Withdraw())
 	require.True(t, b.Withdraw())
 
-	clock.advance(window)
+	clock.Advance(window)
 	assert.False(t, b.Withdraw(), "old requests no longer earn extra attempts")
 
 	deposit(b, 100)
@@ -104,19 +93,19 @@ func TestBudgetSlidingBuckets(t *testing.T) {
 	b, clock := newTestBudget(t, 0.05, 0, window)
 
 	deposit(b, 100) // at 0s
-	clock.advance(window / 2)
+	clock.Advance(window / 2)
 	deposit(b, 100) // at 5s
 	assert.Equal(t, 10, drain(t, b), "both halves of the window count")
 
-	clock.advance(window/2 - time.Nanosecond)
+	clock.Advance(window/2 - time.Nanosecond)
 	assert.False(t, b.Withdraw(), "the requests at 0s count until they are a window old")
 
-	clock.advance(time.Nanosecond)
+	clock.Advance(time.Nanosecond)
 	deposit(b, 200) // at 10s, when the requests at 0s have aged out
 	// 300 requests in the window earn 15, 10 of which were spent at 5s.
 	assert.Equal(t, 5, drain(t, b))
 
-	clock.advance(window / 2)
+	clock.Advance(window / 2)
 	// Now only the 200 requests at 10s count, against the 5 spent at 10s.
 	assert.Equal(t, 5, drain(t, b))
 }
@@ -136,7 +125,7 @@ func TestBudgetSteadyState(t *testing.T) {
 		if b.Withdraw() {
 			allowed++
 		}
-		clock.advance(interval)
+		clock.Advance(interval)
 	}
 	// A sum of share and floor would allow about 10 more per window (some 600).
 	assert.LessOrEqual(t, allowed, int(share*requests+DefaultFloor*window.Seconds()))
@@ -174,7 +163,7 @@ func TestBudgetConcurrent(t *testing.T) {
 				b.Deposit()
 				b.Withdraw()
 				if g == 0 && i%10 == 0 {
-					clock.advance(100 * time.Millisecond)
+					clock.Advance(100 * time.Millisecond)
 				}
 			}
 		})

@@ -5,6 +5,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"balancing-reverse-proxy/internal/decimal"
 )
 
 // acceptedShare describes the accepted spelling of a Share, for error
@@ -25,11 +27,8 @@ func ParseShare(s string) (Share, error) {
 	if strings.HasPrefix(number, "-") {
 		return 0, shareError(s, "negative")
 	}
-	if !isDecimal(number) {
-		return 0, shareError(s, "not a number")
-	}
-	percent, err := strconv.ParseFloat(number, 64)
-	if err != nil {
+	percent, _, ok := decimal.Parse(number)
+	if !ok {
 		return 0, shareError(s, "not a number")
 	}
 	if percent > 100 {
@@ -40,27 +39,6 @@ func ParseShare(s string) (Share, error) {
 
 func shareError(s, reason string) error {
 	return fmt.Errorf("hedge budget %q: %s; accepted: %s", s, reason, acceptedShare)
-}
-
-// isDecimal reports whether s is digits, optionally followed by a dot and
-// more digits. It keeps out what strconv.ParseFloat would also take: signs,
-// exponents, hex, "Inf" and "NaN".
-func isDecimal(s string) bool {
-	whole, fraction, hasDot := strings.Cut(s, ".")
-	return allDigits(whole) && (!hasDot || allDigits(fraction))
-}
-
-// allDigits reports whether s is a non-empty run of ASCII digits.
-func allDigits(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 // UnmarshalText parses a percentage with ParseShare, so that command-line

@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"balancing-reverse-proxy/internal/syncbuffer"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -27,24 +29,6 @@ import (
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger used from several goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // testConfig returns a config without random delays or errors.
@@ -61,9 +45,9 @@ func testConfig() config {
 
 // newTestHandler returns a handler with a seeded random source and the
 // buffer it logs to.
-func newTestHandler(t *testing.T, cfg config) (http.Handler, *syncBuffer) {
+func newTestHandler(t *testing.T, cfg config) (http.Handler, *syncbuffer.Buffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &syncbuffer.Buffer{}
 	return newHandler(cfg, rand.New(rand.NewPCG(1, 2)), log.New(logs, "", 0)), logs
 }
 
@@ -593,7 +577,7 @@ func TestRunStopsAfter(t *testing.T) {
 	require.NoError(t, err)
 	cfg := testConfig()
 	cfg.stopAfter = 20 * time.Millisecond
-	logs := &syncBuffer{}
+	logs := &syncbuffer.Buffer{}
 
 	done := make(chan error, 1)
 	go func() { done <- run(context.Background(), cfg, ln, log.New(logs, "", 0)) }()
@@ -726,7 +710,7 @@ func TestHandlerDrawsFaults(t *testing.T) {
 
 // startTestServer serves a test handler on a real listener of 127.0.0.1,
 // since most faults take the connection over.
-func startTestServer(t *testing.T, cfg config) (addr string, logs *syncBuffer) {
+func startTestServer(t *testing.T, cfg config) (addr string, logs *syncbuffer.Buffer) {
 	t.Helper()
 	h, logs := newTestHandler(t, cfg)
 	srv := httptest.NewServer(h)
@@ -747,7 +731,7 @@ func rawGet(t *testing.T, addr, target string) (net.Conn, *bufio.Reader) {
 }
 
 // waitForLog waits until logs contain want.
-func waitForLog(t *testing.T, logs *syncBuffer, want string) {
+func waitForLog(t *testing.T, logs *syncbuffer.Buffer, want string) {
 	t.Helper()
 	assert.Eventually(t, func() bool { return strings.Contains(logs.String(), want) }, 10*time.Second, time.Millisecond,
 		"log %q lacks %q", logs.String(), want)

@@ -9,18 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"balancing-reverse-proxy/internal/fakeclock"
+
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// fakeClock is a time source that only moves when told.
-type fakeClock struct{ now time.Time }
-
-func (c *fakeClock) Now() time.Time          { return c.now }
-func (c *fakeClock) Advance(d time.Duration) { c.now = c.now.Add(d) }
-
-func newTestPool(t *testing.T, n int, opts PoolOptions) (*Pool, *fakeClock) {
+func newTestPool(t *testing.T, n int, opts PoolOptions) (*Pool, *fakeclock.Clock) {
 	t.Helper()
 	urls := make([]string, n)
 	for i := range urls {
@@ -29,7 +25,7 @@ func newTestPool(t *testing.T, n int, opts PoolOptions) (*Pool, *fakeClock) {
 	list, err := Parse(strings.Join(urls, ","))
 	require.NoError(t, err)
 	pool := NewPool(list, opts)
-	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := &fakeclock.Clock{}
 	pool.now = clock.Now
 	return pool, clock
 }

@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -24,6 +23,7 @@ import (
 
 	"balancing-reverse-proxy/endpointresponse"
 	"balancing-reverse-proxy/endpoints"
+	"balancing-reverse-proxy/internal/syncbuffer"
 	"balancing-reverse-proxy/terminal"
 	"balancing-reverse-proxy/wire"
 )
@@ -96,10 +96,10 @@ func newProxy(t *testing.T, schedule Schedule, urls []string, configure ...func(
 // newLoggedProxy is newProxy with debug logs written to the returned buffer.
 // served receives a value each time a request's ServeHTTP has returned, so
 // its log line is complete.
-func newLoggedProxy(t *testing.T, schedule Schedule, urls []string, configure ...func(*Proxy)) (srv *httptest.Server, logs *syncBuffer, served chan struct{}) {
+func newLoggedProxy(t *testing.T, schedule Schedule, urls []string, configure ...func(*Proxy)) (srv *httptest.Server, logs *syncbuffer.Buffer, served chan struct{}) {
 	t.Helper()
 	proxy := buildProxy(t, schedule, urls, configure...)
-	logs = &syncBuffer{}
+	logs = &syncbuffer.Buffer{}
 	served = make(chan struct{}, 16)
 	handler := hlog.NewHandler(zerolog.New(logs).Level(zerolog.DebugLevel))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() { served <- struct{}{} }()
@@ -135,24 +135,6 @@ func serve(t *testing.T, handler http.Handler) *httptest.Server {
 	srv := httptest.NewServer(handler)
 	t.Cleanup(srv.Close)
 	return srv
-}
-
-// syncBuffer is a bytes.Buffer that a handler may write while a test reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // client returns an HTTP client whose connections are closed after the test.

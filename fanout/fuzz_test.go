@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"balancing-reverse-proxy/inbound"
+	"balancing-reverse-proxy/internal/syncbuffer"
 )
 
 // FuzzRequestPath sends raw client bytes, behind a good request, through the
@@ -79,7 +80,7 @@ func FuzzRequestPath(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	var serverLog syncBuffer
+	var serverLog syncbuffer.Buffer
 	listener := inbound.NewListener(tcp, inbound.ListenerOptions{})
 	server := &http.Server{
 		ConnState:         listener.ConnState,

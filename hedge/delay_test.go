@@ -2,32 +2,20 @@ package hedge
 
 import (
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"balancing-reverse-proxy/internal/fakeclock"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// fakeClock is a clock that only moves when a test advances it.
-type fakeClock struct {
-	elapsed atomic.Int64
-}
-
-func (c *fakeClock) now() time.Time {
-	return time.Unix(1_700_000_000, c.elapsed.Load())
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.elapsed.Add(int64(d))
-}
-
 // newTestDelay returns a Delay on a fake clock.
-func newTestDelay(t *testing.T, spec Spec, opts Options) (*Delay, *fakeClock) {
+func newTestDelay(t *testing.T, spec Spec, opts Options) (*Delay, *fakeclock.Clock) {
 	t.Helper()
-	clock := &fakeClock{}
-	return newDelay(spec, opts, clock.now), clock
+	clock := &fakeclock.Clock{}
+	return newDelay(spec, opts, clock.Now), clock
 }
 
 // assertNear checks a delay to within the histogram's precision.
@@ -45,7 +33,7 @@ func TestDelayFixed(t *testing.T) {
 			assert.Equal(t, fixed, d.Current())
 			for range 100 {
 				d.Observe(500 * time.Millisecond)
-				clock.advance(time.Second)
+				clock.Advance(time.Second)
 			}
 			assert.Equal(t, fixed, d.Current(), "observations do not move a fixed delay")
 		})
@@ -70,7 +58,7 @@ func TestDelayBeforeSamplesIsMax(t *testing.T) {
 			for range defaultMinSamples - 1 {
 				d.Observe(5 * time.Millisecond)
 			}
-			clock.advance(defaultRefresh)
+			clock.Advance(defaultRefresh)
 			assert.Equal(t, tt.want, d.Current(), "a refresh with too few samples gives no estimate")
 		})
 	}
@@ -198,11 +186,11 @@ func TestDelayCurrentRefreshes(t *testing.T) {
 	}
 	assertNear(t, 5*time.Millisecond, d.Current(), "the first estimate stands until the next refresh")
 
-	clock.advance(refresh - time.Nanosecond)
+	clock.Advance(refresh - time.Nanosecond)
 	assertNear(t, 5*time.Millisecond, d.Current(), "not yet a refresh later")
 
 	// No Observe: Current alone must notice the refresh is due.
-	clock.advance(time.Nanosecond)
+	clock.Advance(time.Nanosecond)
 	assertNear(t, 500*time.Millisecond, d.Current())
 }
 
@@ -222,7 +210,7 @@ func TestDelayAdapts(t *testing.T) {
 		for range span / tick {
 			d.Current()
 			d.Observe(latency)
-			clock.advance(tick)
+			clock.Advance(tick)
 		}
 	}
 
@@ -252,17 +240,17 @@ func TestDelayKeepsEstimateWhenWindowIsThin(t *testing.T) {
 	}
 	assertNear(t, 5*time.Millisecond, d.Current())
 
-	clock.advance(time.Minute)
+	clock.Advance(time.Minute)
 	assertNear(t, 5*time.Millisecond, d.Current(), "an empty window keeps the last estimate")
 
 	for range 19 {
 		d.Observe(500 * time.Millisecond)
 	}
-	clock.advance(refresh)
+	clock.Advance(refresh)
 	assertNear(t, 5*time.Millisecond, d.Current(), "too few samples keep the last estimate")
 
 	d.Observe(500 * time.Millisecond)
-	clock.advance(refresh)
+	clock.Advance(refresh)
 	assertNear(t, 500*time.Millisecond, d.Current(), "enough samples make a new estimate")
 }
 
@@ -278,7 +266,7 @@ func TestDelayConcurrent(t *testing.T) {
 				got := d.Current()
 				assert.True(t, got >= opts.Min && got <= opts.Max, "delay %v out of bounds", got)
 				if i%100 == 0 {
-					clock.advance(100 * time.Millisecond)
+					clock.Advance(100 * time.Millisecond)
 				}
 			}
 		})

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"balancing-reverse-proxy/internal/decimal"
 )
 
 // accepted describes the accepted spellings of a Spec, for error messages.
@@ -57,34 +59,16 @@ func ParseSpec(s string) (Spec, error) {
 
 // parsePercentile parses the part of a percentile spec after the "p".
 func parsePercentile(digits string) (float64, error) {
-	whole, decimals, _ := strings.Cut(digits, ".")
-	if !allDigits(whole) || (strings.Contains(digits, ".") && !allDigits(decimals)) {
+	percentile, decimals, ok := decimal.Parse(digits)
+	switch {
+	case !ok:
 		return 0, fmt.Errorf("percentile is not a number")
-	}
-	if len(decimals) > 1 {
+	case decimals > 1:
 		return 0, fmt.Errorf("percentile has more than one decimal")
-	}
-	percentile, err := strconv.ParseFloat(digits, 64)
-	if err != nil {
-		return 0, fmt.Errorf("percentile is not a number")
-	}
-	if percentile <= 0 || percentile >= 100 {
+	case percentile <= 0 || percentile >= 100:
 		return 0, fmt.Errorf("percentile is not above 0 and below 100")
 	}
 	return percentile, nil
-}
-
-// allDigits reports whether s is a non-empty run of ASCII digits.
-func allDigits(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 // UnmarshalText parses a spec with ParseSpec, so that command-line parsers can

@@ -2,14 +2,9 @@ package inbound
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"strings"
@@ -17,32 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"balancing-reverse-proxy/internal/testcert"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-// selfSigned returns a certificate for 127.0.0.1 and a pool that trusts it.
-func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	template := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, template, template, &key.PublicKey, key)
-	require.NoError(t, err)
-	cert, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool
-}
 
 // tlsServer serves over a TLS Listener as the proxy does; its handler
 // reports each request's protocol and whether it saw TLS.
@@ -54,11 +28,11 @@ type tlsServer struct {
 
 func newTLSServer(t *testing.T, opts ListenerOptions) *tlsServer {
 	t.Helper()
-	cert, pool := selfSigned(t)
+	cert := testcert.New(t)
 	tcp, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	s := &tlsServer{addr: tcp.Addr().String(), pool: pool, seen: make(chan string, 100)}
-	opts.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}
+	s := &tlsServer{addr: tcp.Addr().String(), pool: cert.Pool, seen: make(chan string, 100)}
+	opts.TLS = &tls.Config{Certificates: []tls.Certificate{cert.TLS}, NextProtos: []string{"h2", "http/1.1"}}
 	opts.HandshakeTimeout = time.Second
 	listener := NewListener(tcp, opts)
 	protocols := new(http.Protocols)
@@ -241,17 +215,17 @@ func (l *flakyListener) Accept() (net.Conn, error) {
 
 func TestTLSAcceptsAgainAfterATemporaryError(t *testing.T) {
 	t.Parallel()
-	cert, pool := selfSigned(t)
+	cert := testcert.New(t)
 	tcp, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	l := NewListener(&flakyListener{Listener: tcp}, ListenerOptions{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}, HandshakeTimeout: hangGuard})
+	l := NewListener(&flakyListener{Listener: tcp}, ListenerOptions{TLS: &tls.Config{Certificates: []tls.Certificate{cert.TLS}}, HandshakeTimeout: hangGuard})
 	defer l.Close()
 	_, err = l.Accept()
 	require.ErrorIs(t, err, temporaryError{})
 
 	dialed := make(chan error, 1)
 	go func() {
-		c, err := tls.Dial("tcp", tcp.Addr().String(), &tls.Config{RootCAs: pool})
+		c, err := tls.Dial("tcp", tcp.Addr().String(), &tls.Config{RootCAs: cert.Pool})
 		if err == nil {
 			err = c.Close()
 		}
