@@ -41,7 +41,7 @@ var answerKinds = []struct {
 // be its own request's, and carry its body exactly. (A request may fail: the
 // bytes can be anything.)
 //
-//	go test -run XXX -fuzz FuzzAnswersStayWithTheirRequests -fuzztime 5m ./endpoints/
+//	go test -run XXX -fuzz FuzzAnswersStayWithTheirRequests -fuzztime 5m ./wire/
 func FuzzAnswersStayWithTheirRequests(f *testing.F) {
 	f.Add(uint8(0), []byte("0123456789"))
 	f.Add(uint8(0), []byte("HTTP/1.1 200 OK\r\nX-Answer-To: POISON\r\nContent-Length: 6\r\n\r\nPOISON"))

@@ -49,14 +49,16 @@ const (
 
 // config is the command line.
 type config struct {
-	rate        float64
-	duration    time.Duration
-	warmup      time.Duration
-	scenarios   []string
-	proxyPath   string
-	strict      bool
-	timeout     time.Duration
-	maxInFlight int
+	rate      float64
+	duration  time.Duration
+	warmup    time.Duration
+	scenarios []string
+	proxyPath string
+	// baselinePath is a proxy binary the overhead scenario also measures.
+	baselinePath string
+	strict       bool
+	timeout      time.Duration
+	maxInFlight  int
 
 	// overhead selects the overhead scenario, whose knobs follow.
 	overhead         bool
@@ -94,6 +96,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	scenarioList := fs.String("scenario", "all", "scenarios to run, comma-separated: all (the tail scenarios: "+strings.Join(scenarioNames, ", ")+
 		"), any of those, or "+overheadScenario+" (not part of all: it needs wrk and takes about 8 minutes)")
 	fs.StringVar(&cfg.proxyPath, "proxy", "", "prebuilt proxy binary (default: build it from the module root with go build)")
+	fs.StringVar(&cfg.baselinePath, "baseline", "", "overhead: another proxy binary (an older build) whose serial and fan-out rows run in the same rounds")
 	fs.BoolVar(&cfg.strict, "strict", false, "exit with status 3 when a target is missed or cannot be checked")
 	fs.DurationVar(&cfg.timeout, "timeout", 10*time.Second, "time-out of each request from its send, counted as an error")
 	fs.IntVar(&cfg.maxInFlight, "max-in-flight", 2000, "most requests outstanding at once; a request due beyond that is dropped")
@@ -144,6 +147,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		}
 	}
 	cfg.scenarios = uniqueInOrder(cfg.scenarios)
+	if cfg.baselinePath != "" && !cfg.overhead {
+		return cfg, fmt.Errorf("-baseline %q: accepted only with -scenario %s", cfg.baselinePath, overheadScenario)
+	}
 	return cfg, nil
 }
 
@@ -222,6 +228,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	fmt.Fprintf(stdout, "proxy: %s\n", proxyPath)
+	if cfg.baselinePath != "" {
+		if _, err := os.Stat(cfg.baselinePath); err != nil {
+			fmt.Fprintf(stderr, "bench: -baseline: %v\n", err)
+			return exitUsage
+		}
+		fmt.Fprintf(stdout, "baseline: %s\n", cfg.baselinePath)
+	}
 
 	rn := &runner{cfg: cfg, proxyPath: proxyPath, tools: tl, progress: stderr}
 	all := scenarios()
@@ -241,7 +254,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if cfg.overhead {
-		err := rn.runOverhead(ctx, defaultOverheadPlan(), stdout)
+		err := rn.runOverhead(ctx, defaultOverheadPlan(cfg.baselinePath), stdout)
 		if ctx.Err() != nil {
 			fmt.Fprintf(stderr, "bench: interrupted: %v\n", ctx.Err())
 			return exitHarnessError

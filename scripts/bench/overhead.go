@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"time"
 )
@@ -82,7 +83,11 @@ type overheadPlan struct {
 // Either way the endpoint is a Go server sharing the two cores with wrk and
 // the server under test, so the direct row is what wrk gets out of such an
 // endpoint here, not a ceiling of the proxy's.
-func defaultOverheadPlan() overheadPlan {
+//
+// A baseline binary, if not empty, adds its serial and fan-out-to-3 rows
+// after the proxy's own, so that an old build and a new one are measured in
+// the same rounds.
+func defaultOverheadPlan(baseline string) overheadPlan {
 	direct := row{name: rowDirect, direct: 0}
 	serial := row{name: rowSerial, direct: viaProxy, endpoints: 1}
 	nginx := row{name: rowNginx, direct: viaProxy, server: serverNginx, endpoints: 1}
@@ -97,8 +102,16 @@ func defaultOverheadPlan() overheadPlan {
 		return r
 	}
 	hedged := row{name: "proxy, hedged p95, 2 endpoints", direct: viaProxy, endpoints: 2, proxyArgs: []string{"--hedge-delay", "p95"}}
+	closedLoop := []row{direct, serial, fanOut(1), fanOut(2), fanOut(3), fanOutH2C(3), hedged, nginx, haproxy}
+	if baseline != "" {
+		for _, rw := range []row{serial, fanOut(3)} {
+			rw.name = "baseline" + strings.TrimPrefix(rw.name, "proxy")
+			rw.binary = baseline
+			closedLoop = append(closedLoop, rw)
+		}
+	}
 	return overheadPlan{
-		closedLoop: []row{direct, serial, fanOut(1), fanOut(2), fanOut(3), fanOutH2C(3), hedged, nginx, haproxy},
+		closedLoop: closedLoop,
 		openLoop:   []row{direct, serial, nginx, haproxy},
 		memory: []memoryRow{
 			{row: row{name: "serial, 1 endpoint", direct: viaProxy, endpoints: 1}, attempts: 1},

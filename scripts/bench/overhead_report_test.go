@@ -216,7 +216,7 @@ func TestPrintOverheadHeader(t *testing.T) {
 
 func TestOverheadPlanEstimate(t *testing.T) {
 	t.Parallel()
-	plan := defaultOverheadPlan()
+	plan := defaultOverheadPlan("")
 	cfg := config{overheadRuns: 3, overheadDuration: 10 * time.Second, overheadWarmup: time.Second}
 	// 13 load rows of 12s and 3 memory rows of 4s, three times.
 	assert.Equal(t, 3*(13*12+3*4)*time.Second, plan.estimate(cfg))
@@ -227,4 +227,24 @@ func TestOverheadPlanEstimate(t *testing.T) {
 		assert.Equal(t, viaProxy, mr.direct, "%s: memory is the proxy's", mr.name)
 		assert.LessOrEqual(t, mr.attempts, mr.endpoints, mr.name)
 	}
+}
+
+func TestOverheadPlanBaseline(t *testing.T) {
+	t.Parallel()
+	own := defaultOverheadPlan("")
+	plan := defaultOverheadPlan("/tmp/old-proxy")
+	require.Len(t, plan.closedLoop, len(own.closedLoop)+2)
+	assert.Equal(t, own.closedLoop, plan.closedLoop[:len(own.closedLoop)], "the proxy's own rows stay as they are")
+	for _, rw := range own.closedLoop {
+		assert.Empty(t, rw.binary, "%s runs the proxy under test", rw.name)
+	}
+	added := plan.closedLoop[len(own.closedLoop):]
+	assert.Equal(t, "baseline, serial, 1 endpoint", added[0].name)
+	assert.Equal(t, "baseline, fan-out to 3", added[1].name)
+	for _, rw := range added {
+		assert.Equal(t, "/tmp/old-proxy", rw.binary, rw.name)
+		assert.Equal(t, serverProxy, rw.server, rw.name)
+	}
+	assert.Equal(t, []string{"-fanout"}, added[1].proxyArgs)
+	assert.Equal(t, 3, added[1].endpoints)
 }

@@ -265,7 +265,12 @@ func TestParseFlags(t *testing.T) {
 	assert.Equal(t, []string{"tail", "spread"}, cfg.scenarios)
 	assert.True(t, cfg.strict)
 
+	cfg, err = parseFlags([]string{"-scenario", "overhead", "-baseline", "/tmp/old"}, &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, "/tmp/old", cfg.baselinePath)
+
 	bad := [][]string{
+		{"-scenario", "spread", "-baseline", "/tmp/old"},
 		{"-scenario", "nope"},
 		{"-rate", "0"},
 		{"-duration", "0s"},

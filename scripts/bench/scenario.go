@@ -30,6 +30,9 @@ type row struct {
 	endpoints int
 	// h2c has the proxy speak HTTP/2 without TLS to the endpoints.
 	h2c bool
+	// binary is the proxy binary of a serverProxy row; empty is the one
+	// under test.
+	binary string
 }
 
 // scenario is a set of endpoints and the rows run against them, one after

@@ -260,7 +260,11 @@ func (rn *runner) startServer(ctx context.Context, rw row, eps []*endpoint) (*pr
 	var err error
 	switch rw.server {
 	case serverProxy:
-		return startProxy(ctx, rn.proxyPath, urls, rw.proxyArgs)
+		binary := rw.binary
+		if binary == "" {
+			binary = rn.proxyPath
+		}
+		return startProxy(ctx, binary, urls, rw.proxyArgs)
 	case serverNginx:
 		spec, err = nginxSpec(rn.tools, urls[0])
 	case serverHAProxy:

@@ -1,0 +1,157 @@
+package fanout
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// seen is what a recorder keeps of an Event.
+type seen struct {
+	kind     EventKind
+	endpoint int
+	attempt  int
+	status   int
+	ending   Ending
+}
+
+// recorder is an Observer that keeps every event it is told, and closes done
+// on RequestDone.
+type recorder struct {
+	mu     sync.Mutex
+	events []seen
+	done   chan struct{}
+}
+
+func newRecorder() *recorder { return &recorder{done: make(chan struct{})} }
+
+func (r *recorder) Observe(e Event) {
+	s := seen{kind: e.Kind, endpoint: -1, status: e.Status}
+	switch e.Kind {
+	case AttemptStarted, AttemptAnswered, AttemptFailed, AttemptCancelled, HedgeSent, WinnerChosen:
+		s.endpoint, s.attempt = e.Endpoint.Index, e.Attempt
+	case RequestDone:
+		s.endpoint, s.status, s.ending = e.Done.Endpoint, e.Done.Status, e.Done.Ending
+	}
+	r.mu.Lock()
+	r.events = append(r.events, s)
+	r.mu.Unlock()
+	if e.Kind == RequestDone {
+		close(r.done)
+	}
+}
+
+// wait returns the events once the request is done.
+func (r *recorder) wait(t *testing.T) []seen {
+	t.Helper()
+	waitFor(t, r.done, "the request's end")
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.events
+}
+
+func TestObserversSeeAFailOverInOrder(t *testing.T) {
+	t.Parallel()
+	good := newBackend(t, answer(http.StatusOK, "ok"))
+	rec := newRecorder()
+	srv := newProxy(t, Serial(), []string{refusedURL(t), good.srv.URL}, func(p *Proxy) {
+		p.Observers = []Observer{RequestLog{}, rec}
+	})
+	resp, body := get(t, srv.URL+"/x")
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "ok", body)
+	assert.Equal(t, []seen{
+		{kind: RequestReceived, endpoint: -1},
+		{kind: AttemptStarted, endpoint: 0, attempt: 1},
+		{kind: AttemptFailed, endpoint: 0, attempt: 1},
+		{kind: AttemptStarted, endpoint: 1, attempt: 2},
+		{kind: AttemptAnswered, endpoint: 1, attempt: 2, status: http.StatusOK},
+		{kind: WinnerChosen, endpoint: 1, attempt: 2, status: http.StatusOK},
+		{kind: RequestDone, endpoint: 1, status: http.StatusOK, ending: Served},
+	}, rec.wait(t))
+}
+
+func TestObserversSeeAHedgeWinAndItsLoserCancelled(t *testing.T) {
+	t.Parallel()
+	cancelled := make(chan struct{}, 1)
+	slow := newBackend(t, hang(cancelled))
+	fast := newBackend(t, answer(http.StatusOK, "fast"))
+	rec := newRecorder()
+	srv := newProxy(t, hedgedAfter(10*time.Millisecond), []string{slow.srv.URL, fast.srv.URL}, func(p *Proxy) {
+		p.Observers = []Observer{rec}
+	})
+	resp, body := get(t, srv.URL+"/x")
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "fast", body)
+	assert.Equal(t, []seen{
+		{kind: RequestReceived, endpoint: -1},
+		{kind: AttemptStarted, endpoint: 0, attempt: 1},
+		{kind: HedgeSent, endpoint: 1, attempt: 2},
+		{kind: AttemptAnswered, endpoint: 1, attempt: 2, status: http.StatusOK},
+		{kind: WinnerChosen, endpoint: 1, attempt: 2, status: http.StatusOK},
+		{kind: AttemptCancelled, endpoint: 0, attempt: 1},
+		{kind: RequestDone, endpoint: 1, status: http.StatusOK, ending: Served},
+	}, rec.wait(t))
+	waitFor(t, cancelled, "the slow endpoint's cancellation")
+}
+
+func TestObserversSeeWhyNoEndpointAnswered(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	srv := newProxy(t, Serial(), []string{refusedURL(t)}, func(p *Proxy) {
+		p.Observers = []Observer{rec}
+	})
+	resp, _ := get(t, srv.URL+"/x")
+	assert.Equal(t, http.StatusBadGateway, resp.StatusCode)
+	assert.Equal(t, []seen{
+		{kind: RequestReceived, endpoint: -1},
+		{kind: AttemptStarted, endpoint: 0, attempt: 1},
+		{kind: AttemptFailed, endpoint: 0, attempt: 1},
+		{kind: RequestDone, endpoint: -1, status: http.StatusBadGateway, ending: NoAnswer},
+	}, rec.wait(t))
+}
+
+// countingObserver counts the events it is told.
+type countingObserver struct{ events int }
+
+func (c *countingObserver) Observe(Event) { c.events++ }
+
+// cannedTransport answers every request with a fresh 200 and a small body,
+// on the caller's goroutine, so that allocations can be counted exactly.
+type cannedTransport struct{}
+
+func (cannedTransport) RoundTrip(*http.Request) (*http.Response, error) {
+	return &http.Response{
+		StatusCode:    http.StatusOK,
+		Header:        http.Header{},
+		Body:          io.NopCloser(strings.NewReader("ok")),
+		ContentLength: 2,
+	}, nil
+}
+
+func TestObserversCostNoAllocation(t *testing.T) {
+	proxy := buildProxy(t, Serial(), []string{"http://127.0.0.1:1"}, func(p *Proxy) {
+		p.Transport = cannedTransport{}
+		p.Observers = nil
+	})
+	serveOnce := func() {
+		w := httptest.NewRecorder()
+		proxy.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "http://proxy/x", nil))
+		if w.Code != http.StatusOK {
+			t.Fatalf("status %d", w.Code)
+		}
+	}
+	without := testing.AllocsPerRun(200, serveOnce)
+	counter := &countingObserver{}
+	proxy.Observers = []Observer{counter, &countingObserver{}}
+	with := testing.AllocsPerRun(200, serveOnce)
+	require.Positive(t, counter.events, "the observer was told")
+	assert.Equal(t, without, with, "allocations per request without observers and with two")
+}
