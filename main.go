@@ -28,6 +28,7 @@ import (
 	"balancing-reverse-proxy/hedge"
 	"balancing-reverse-proxy/inbound"
 	"balancing-reverse-proxy/logging"
+	"balancing-reverse-proxy/session"
 	"balancing-reverse-proxy/terminal"
 	"balancing-reverse-proxy/wire"
 )
@@ -78,6 +79,15 @@ type CLI struct {
 	TLSCert                string                 `name:"tls-cert" placeholder:"FILE" help:"Serve HTTPS (and HTTP/2) with this PEM certificate chain; needs --tls-key. Default: plain HTTP."`
 	TLSKey                 string                 `name:"tls-key" placeholder:"FILE" help:"The PEM private key of --tls-cert."`
 	H2C                    bool                   `name:"h2c" help:"Also accept HTTP/2 without TLS (prior knowledge, as gRPC and curl --http2-prior-knowledge send it)."`
+	SessionHeader          string                 `placeholder:"NAME" help:"Header that carries a request's session id (such as Mcp-Session-Id or X-Session-ID): a session's requests go to the endpoint it is pinned to. Default: no sessions."`
+	SessionCookie          string                 `placeholder:"NAME" help:"Cookie that carries a request's session id, read after --session-header. Default: none."`
+	SessionUnknown         session.Unknown        `default:"pin" enum:"pin,reject" help:"What a session id with no pin gets: pin (the id is the client's own: pin it to an endpoint chosen by --order, and send it there) or reject (404; ids are given out by the endpoints)."`
+	SessionRequired        bool                   `help:"Refuse (400) a request that carries no session id. Without it, such a request is routed as usual, and an id its answer gives out is pinned to the endpoint that sent it."`
+	SessionFailover        session.Failover       `default:"repin" enum:"repin,fail" help:"When a session's endpoint fails or is ejected: repin (try the others one at a time and pin the session to the one that answers) or fail (503 with Retry-After; the pin stays)."`
+	SessionTTL             time.Duration          `name:"session-ttl" default:"30m" help:"How long a pin lives after its last use."`
+	SessionStore           string                 `default:"memory" placeholder:"memory|redis://..." help:"Where pins are kept: memory (this process only), or a Redis server shared by every replica: redis://[user:password@]host:port[/db], or rediss:// for TLS."`
+	SessionStorePrefix     string                 `default:"${session_prefix}" help:"Prefix of the pins' Redis keys."`
+	SessionStoreTimeout    time.Duration          `default:"200ms" help:"Bound of every call to the session store; past it, a request that needs a pin gets 503."`
 	DebugAddress           string                 `placeholder:"HOST:PORT" help:"Serve Go's profiles (/debug/pprof/: CPU, allocations, goroutines) on this address, such as 127.0.0.1:6060. Keep it off public interfaces. Default: off."`
 	LogPrefix              string                 `original:"" default:"balancing-reverse-proxy" help:"Prefix of every text log line."`
 	LogFile                string                 `original:"" default:"stdout" help:"Where logs go: stdout, stderr, or a file (appended to)."`
@@ -133,7 +143,56 @@ func (c *CLI) Validate() error {
 			return fmt.Errorf("%s %d: accepted: %d (1KiB) to %d (1MiB)", name, size, minHeaderBytes, maxHeaderBytes)
 		}
 	}
+	if err := c.validateSessions(); err != nil {
+		return err
+	}
 	return c.validateHedging()
+}
+
+// validateSessions checks the session flags together.
+func (c *CLI) validateSessions() error {
+	for name, value := range map[string]string{"--session-header": c.SessionHeader, "--session-cookie": c.SessionCookie} {
+		if value != "" && !forward.IsToken(value) {
+			return fmt.Errorf("%s %q: accepted: a header or cookie name, letters, digits and !#$%%&'*+-.^_`|~", name, value)
+		}
+	}
+	if c.SessionHeader == "" && c.SessionCookie == "" {
+		for name, set := range map[string]bool{
+			"--session-unknown": c.SessionUnknown != session.Pin, "--session-required": c.SessionRequired,
+			"--session-failover": c.SessionFailover != session.Repin, "--session-store": c.SessionStore != "memory",
+		} {
+			if set {
+				return fmt.Errorf("%s needs --session-header or --session-cookie, which say where a request's session id is", name)
+			}
+		}
+		return nil
+	}
+	if c.SessionTTL < time.Second {
+		return fmt.Errorf("--session-ttl %s: accepted: a duration of at least 1s, such as 30m", c.SessionTTL)
+	}
+	if c.SessionStoreTimeout <= 0 {
+		return fmt.Errorf("--session-store-timeout %s: accepted: a positive duration such as 200ms", c.SessionStoreTimeout)
+	}
+	if err := session.CheckStore(c.SessionStore); err != nil {
+		return fmt.Errorf("--session-store %w; accepted: %s", err, session.StoreAccepted)
+	}
+	return nil
+}
+
+// sessions returns the session affinity of the flags, or nil without
+// sessions; its store is not reached yet.
+func (c *CLI) sessions(logger zerolog.Logger) (*session.Affinity, error) {
+	if c.SessionHeader == "" && c.SessionCookie == "" {
+		return nil, nil
+	}
+	store, err := session.Open(c.SessionStore, c.SessionStorePrefix, c.SessionTTL, c.SessionStoreTimeout)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--session-store %w; accepted: %s", err, session.StoreAccepted)}
+	}
+	return session.New(store, session.Options{
+		Header: c.SessionHeader, Cookie: c.SessionCookie, Unknown: c.SessionUnknown, Required: c.SessionRequired,
+		Failover: c.SessionFailover, Timeout: c.SessionStoreTimeout, Log: logger.With().Str("store", session.Redact(c.SessionStore)).Logger(),
+	}), nil
 }
 
 // Bounds of --max-header-bytes and --max-response-header-bytes: below 1 KiB
@@ -284,7 +343,7 @@ func newParser(cli *CLI, options ...kong.Option) (*kong.Kong, error) {
 	return kong.New(cli, append([]kong.Option{
 		kong.Name("balancing-reverse-proxy"),
 		kong.Description("A reverse proxy that sends each request to several mirrors of one API and answers with the first terminal response. Flags take one or two dashes, -flag=value or -flag value, and any unique prefix of a name (-endp)."),
-		kong.Vars{"version": version(), "terminal_default": terminal.Default},
+		kong.Vars{"version": version(), "terminal_default": terminal.Default, "session_prefix": session.DefaultPrefix},
 		kong.DefaultEnvars(envPrefix),
 	}, options...)...)
 }
@@ -340,6 +399,16 @@ func (c *CLI) serve(ctx context.Context, releaseSignals func()) error {
 		DebugHeaders:        c.DebugHeaders,
 		Observers:           []fanout.Observer{fanout.RequestLog{}},
 	}
+	if proxy.Sessions, err = c.sessions(logger); err != nil {
+		return err
+	}
+	if proxy.Sessions != nil {
+		defer proxy.Sessions.Close()
+		watchCtx, stopWatching := context.WithCancel(context.Background())
+		watched := make(chan struct{})
+		go func() { defer close(watched); proxy.Sessions.Watch(watchCtx, time.Second) }()
+		defer func() { stopWatching(); <-watched }()
+	}
 	if c.HedgeBudget != nil {
 		proxy.Budget = budget.New(float64(*c.HedgeBudget), budget.DefaultFloor, 0)
 	}
@@ -351,6 +420,11 @@ func (c *CLI) serve(ctx context.Context, releaseSignals func()) error {
 	}
 	// Upgraded connections are the handlers'; Shutdown does not wait for them.
 	server.RegisterOnShutdown(proxy.CloseTunnels)
+	if proxy.Sessions != nil {
+		logger.Info().Str("header", c.SessionHeader).Str("cookie", c.SessionCookie).Str("unknown", string(c.SessionUnknown)).
+			Str("failover", string(c.SessionFailover)).Stringer("ttl", c.SessionTTL).Str("store", session.Redact(c.SessionStore)).
+			Msg("session affinity")
+	}
 	for _, endpoint := range c.Endpoints {
 		logger.Info().Int("endpoint", endpoint.Index).Str("url", endpoint.String()).Msg("configured endpoint")
 	}

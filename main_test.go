@@ -117,6 +117,13 @@ func TestBadInputIsOneLineAndExitsBeforeListening(t *testing.T) {
 		{"ambiguous new prefix", []string{"-e", "http://a", "-eject", "3"}, "-eject: ambiguous flag"},
 		{"response head cap too small", []string{"-e", "http://a", "-max-response-header-bytes", "100"}, "--max-response-header-bytes 100: accepted: 1024 (1KiB) to 1048576 (1MiB)"},
 		{"negative response header cap", []string{"-e", "http://a", "-max-response-headers", "-1"}, "--max-response-headers"},
+		{"bad session header", []string{"-e", "http://a", "-session-header", "X Session"}, `--session-header "X Session"`},
+		{"bad session cookie", []string{"-e", "http://a", "-session-cookie", "a;b"}, `--session-cookie "a;b"`},
+		{"session flag with no id", []string{"-e", "http://a", "-session-required"}, "--session-required needs --session-header or --session-cookie"},
+		{"bad session store", []string{"-e", "http://a", "-session-header", "X-S", "-session-store", "mysql://x"}, `--session-store "mysql://x"`},
+		{"short session ttl", []string{"-e", "http://a", "-session-header", "X-S", "-session-ttl", "10ms"}, "--session-ttl 10ms"},
+		{"bad session unknown", []string{"-e", "http://a", "-session-header", "X-S", "-session-unknown", "maybe"}, "maybe"},
+		{"bad session failover", []string{"-e", "http://a", "-session-header", "X-S", "-session-failover", "retry"}, "retry"},
 		{"log file that cannot be opened", []string{"-e", "http://a", "-address", "127.0.0.1:0", "-log-file", "/"}, `--log-file "/"`},
 	}
 	for _, tt := range tests {
@@ -129,6 +136,14 @@ func TestBadInputIsOneLineAndExitsBeforeListening(t *testing.T) {
 			assert.Contains(t, stderr, tt.mentions)
 		})
 	}
+}
+
+func TestSessionStoreErrorsKeepThePasswordOut(t *testing.T) {
+	t.Parallel()
+	code, _, stderr := runToEnd(t, nil, "-e", "http://a", "-session-header", "X-S", "-session-store", "redis://u:hunter2@h:6379/x")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, `--session-store "redis://u:xxxxx@h:6379/x"`)
+	assert.NotContains(t, stderr, "hunter2")
 }
 
 func TestAddressInUse(t *testing.T) {
@@ -145,8 +160,11 @@ func TestAddressInUse(t *testing.T) {
 type proxyProcess struct {
 	cmd     *exec.Cmd
 	address string
-	lines   chan string
-	exited  chan error
+	// startLines are the log lines up to the one that says it listens; lines
+	// has those that follow.
+	startLines []string
+	lines      chan string
+	exited     chan error
 }
 
 var listeningLine = regexp.MustCompile(`listening address=(\S+)`)
@@ -179,6 +197,7 @@ func startProxy(t *testing.T, env []string, args ...string) *proxyProcess {
 		select {
 		case line, ok := <-p.lines:
 			require.True(t, ok, "the proxy exited before listening")
+			p.startLines = append(p.startLines, line)
 			if m := listeningLine.FindStringSubmatch(line); m != nil {
 				p.address = m[1]
 			}

@@ -74,7 +74,9 @@ const latencyDecay = 2 * time.Second
 // and recent latency. It decides the order in which each request tries them.
 // It is safe for concurrent use.
 type Pool struct {
-	list    List
+	list List
+	// byURL has each endpoint's index by its base URL.
+	byURL   map[string]int
 	opts    PoolOptions
 	states  []*state
 	started atomic.Uint64 // requests planned, for round-robin
@@ -104,9 +106,10 @@ func NewPool(list List, opts PoolOptions) *Pool {
 		opts.Order = Priority
 	}
 	opts.EjectBackoffMax = max(opts.EjectBackoffMax, opts.EjectBackoff)
-	p := &Pool{list: list, opts: opts, states: make([]*state, len(list)), now: time.Now}
+	p := &Pool{list: list, byURL: make(map[string]int, len(list)), opts: opts, states: make([]*state, len(list)), now: time.Now}
 	for i := range p.states {
 		p.states[i] = &state{}
+		p.byURL[list[i].String()] = i
 	}
 	return p
 }
@@ -161,6 +164,28 @@ func (p *Pool) orderByLatency(plan List, now time.Time) {
 	chosen := plan[pick]
 	copy(plan[1:pick+1], plan[:pick])
 	plan[0] = chosen
+}
+
+// Find returns the endpoint whose base URL, as configured, is url.
+func (p *Pool) Find(url string) (Endpoint, bool) {
+	i, ok := p.byURL[url]
+	if !ok {
+		return Endpoint{}, false
+	}
+	return p.list[i], true
+}
+
+// HasRoom reports whether e is under its in-flight cap now.
+func (p *Pool) HasRoom(e Endpoint) bool {
+	return p.opts.MaxInflight <= 0 || p.states[e.Index].inflight.Load() < int64(p.opts.MaxInflight)
+}
+
+// RetryIn returns how long e stays ejected or paused, 0 if it is neither.
+func (p *Pool) RetryIn(e Endpoint) time.Duration {
+	s := p.states[e.Index]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return max(s.ejectedUntil.Sub(p.now()), s.pausedUntil.Sub(p.now()), 0)
 }
 
 // Acquire takes one of e's in-flight places. It returns false, taking nothing,

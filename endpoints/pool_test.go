@@ -251,3 +251,43 @@ func TestOrderUnmarshalText(t *testing.T) {
 	require.Error(t, err)
 	assert.Equal(t, `unknown order "random"; accepted: priority, round-robin or fastest`, err.Error())
 }
+
+func TestFindByTheURLAsConfigured(t *testing.T) {
+	t.Parallel()
+	pool, _ := newTestPool(t, 3, PoolOptions{})
+	for _, e := range pool.list {
+		found, ok := pool.Find(e.String())
+		assert.True(t, ok)
+		assert.Equal(t, e.Index, found.Index)
+	}
+	_, ok := pool.Find("http://elsewhere.example")
+	assert.False(t, ok)
+}
+
+func TestHasRoomFollowsTheCap(t *testing.T) {
+	t.Parallel()
+	pool, _ := newTestPool(t, 1, PoolOptions{MaxInflight: 1})
+	e := pool.list[0]
+	assert.True(t, pool.HasRoom(e))
+	require.True(t, pool.Acquire(e))
+	assert.False(t, pool.HasRoom(e))
+	pool.Release(e)
+	assert.True(t, pool.HasRoom(e))
+	uncapped, _ := newTestPool(t, 1, PoolOptions{})
+	require.True(t, uncapped.Acquire(uncapped.list[0]))
+	assert.True(t, uncapped.HasRoom(uncapped.list[0]), "no cap")
+}
+
+func TestRetryInIsWhatIsLeftOfAnEjectionOrAPause(t *testing.T) {
+	t.Parallel()
+	pool, clock := newTestPool(t, 1, PoolOptions{EjectAfter: 1, EjectBackoff: 10 * time.Second, EjectBackoffMax: time.Minute})
+	e := pool.list[0]
+	assert.Zero(t, pool.RetryIn(e))
+	pool.Failed(e, errors.New("refused"))
+	clock.Advance(4 * time.Second)
+	assert.Equal(t, 6*time.Second, pool.RetryIn(e))
+	pool.Pause(e, 30*time.Second)
+	assert.Equal(t, 30*time.Second, pool.RetryIn(e), "the later of the two")
+	clock.Advance(time.Minute)
+	assert.Zero(t, pool.RetryIn(e))
+}

@@ -80,6 +80,9 @@ type Done struct {
 	StreamedBody bool
 	// NoExtraAttempt says why an extra attempt that was wanted was not made.
 	NoExtraAttempt string
+	// Session says what became of the request's session pin: hit, pinned,
+	// repinned, learned, forgotten or store unavailable; "" for none.
+	Session string
 	// Failures are why the attempts that did not serve failed.
 	Failures []error
 	// Err is what ended the request, when it was a failure of its own (the

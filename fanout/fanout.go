@@ -17,6 +17,7 @@ import (
 	"balancing-reverse-proxy/endpointresponse"
 	"balancing-reverse-proxy/endpoints"
 	"balancing-reverse-proxy/forward"
+	"balancing-reverse-proxy/session"
 	"balancing-reverse-proxy/terminal"
 
 	"github.com/rs/zerolog/hlog"
@@ -82,6 +83,10 @@ type Proxy struct {
 	// Observers are told what happens to each request (see Observer); the
 	// request log is RequestLog. If empty, nobody is.
 	Observers []Observer
+	// Sessions, if set, pins each session to one endpoint: a request whose
+	// session id is pinned goes there alone, and an answer that gives out an
+	// id pins it to its endpoint. If nil, requests have no sessions.
+	Sessions *session.Affinity
 }
 
 // Headers that the proxy adds to responses when Proxy.DebugHeaders is set.
@@ -102,6 +107,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		p.observe(Event{Kind: RequestDone, Request: r, Elapsed: time.Since(start), Done: &x.done})
 	}()
+	if p.Sessions != nil && !x.pinSession() {
+		x.reply(w)
+		return
+	}
 	body, err := captureBody(r, p.replayLimit(), &p.replayMemory, p.MaxReplayMemory)
 	if err != nil {
 		x.done.Ending = bodyEnding(r, err)
@@ -128,11 +137,17 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.Budget != nil {
 		p.Budget.Deposit()
 	}
-	x.plan = p.plan(r, body, upgradeProtocol(r))
+	x.plan = p.plan(r, body, upgradeProtocol(r), &x.pinning)
 	x.prepare()
 	defer x.finish()
 	end := x.run()
 	switch {
+	case x.failedPinned(end):
+		x.done.Err = joinedFailures(x.done.Failures)
+		if x.winner != nil {
+			x.fallback, x.winner = x.winner, nil
+		}
+		x.refusePinnedDown(p.Endpoints.RetryIn(x.plan.candidates[0]))
 	case x.winner == nil:
 		x.done.Ending = x.failureEnding(end)
 		x.done.Err = joinedFailures(x.done.Failures)
@@ -147,6 +162,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		x.done.Endpoint = x.winner.Endpoint.Index
 		p.observe(Event{Kind: WinnerChosen, Request: r, Endpoint: x.winner.Endpoint, Attempt: x.winner.Attempt, Status: x.winner.Status()})
 		x.losers.settle(x.winner, x.plan.inline)
+		if p.Sessions != nil && x.done.Ending != PassedThrough {
+			x.settlePin()
+		}
 	}
 	x.reply(w)
 }

@@ -66,6 +66,10 @@ func logRequest(e Event) {
 	if done.NoExtraAttempt != "" {
 		event = event.Str("no_extra_attempt", done.NoExtraAttempt)
 	}
+	if done.Session != "" {
+		// The id itself is left out: a session cookie is a credential.
+		event = event.Str("session", done.Session)
+	}
 	if done.Err != nil {
 		event = event.Err(done.Err)
 	} else if len(done.Failures) > 0 {

@@ -46,7 +46,13 @@ type exchange struct {
 	// before the end, 0 if none.
 	givenBack int
 	losers    losers
-	done      Done
+	// pinning is the request's session and its pin (see Proxy.Sessions).
+	pinning pinning
+	// reason, if set, replaces the ending's reason in the error body;
+	// retryAfter is the Retry-After, in seconds, of PinnedEndpointDown.
+	reason     string
+	retryAfter int
+	done       Done
 }
 
 // loopEnd says how the attempt loop ended.
@@ -244,13 +250,17 @@ func (x *exchange) sendAside(a attempt) {
 }
 
 // acquireNext takes the next candidate that is under its in-flight cap,
-// skipping those at it, and returns its place in the plan.
+// skipping those at it (but a session's own endpoint), and returns its place
+// in the plan.
 func (x *exchange) acquireNext() (int, bool) {
 	for x.next < len(x.plan.candidates) {
 		index := x.next
 		x.next++
 		if x.proxy.Endpoints.Acquire(x.plan.candidates[index]) {
 			return index, true
+		}
+		if index == 0 && x.plan.pinnedFirst {
+			x.next = len(x.plan.candidates)
 		}
 	}
 	return 0, false

@@ -42,13 +42,21 @@ type plan struct {
 	// under --idempotent-only): an extra attempt may only follow one that
 	// sent nothing.
 	onlyIfNotSent bool
+	// pinnedFirst is set when the first candidate is a session's endpoint:
+	// at its in-flight cap, it is not skipped for the next, which would move
+	// the session; the request gets no attempt instead.
+	pinnedFirst bool
 }
 
 // plan decides r's plan. body is r's captured body; upgrade is the protocol r
 // switches its connection to, or "": such a request goes to one endpoint at
-// a time, since a tunnel joins one.
-func (p *Proxy) plan(r *http.Request, body *requestBody, upgrade string) plan {
-	candidates := p.Endpoints.Plan()
+// a time, since a tunnel joins one, as does one with a session pin, whose
+// candidates pin decided.
+func (p *Proxy) plan(r *http.Request, body *requestBody, upgrade string, pin *pinning) plan {
+	candidates := pin.candidates
+	if candidates == nil {
+		candidates = p.Endpoints.Plan()
+	}
 	pl := plan{
 		candidates:    candidates,
 		schedule:      p.Schedule,
@@ -56,11 +64,12 @@ func (p *Proxy) plan(r *http.Request, body *requestBody, upgrade string) plan {
 		upgrade:       upgrade,
 		replayable:    body.replayable,
 		onlyIfNotSent: p.IdempotentOnly && !repeatable(r),
+		pinnedFirst:   pin.pinnedFirst,
 	}
 	if p.MaxAttempts > 0 {
 		pl.maxAttempts = min(pl.maxAttempts, p.MaxAttempts)
 	}
-	if upgrade != "" {
+	if upgrade != "" || pin.candidates != nil {
 		pl.schedule = Serial()
 	}
 	_, hedges := pl.schedule.wait()

@@ -52,6 +52,18 @@ const (
 	UpgradeFailed
 	// Stopping: an upgrade came while the proxy stops.
 	Stopping
+	// BadSessionID: the request carried no session id, which
+	// --session-required asks for, or one over session.MaxIDBytes.
+	BadSessionID
+	// SessionUnknown: the request's session id has no pin, and
+	// --session-unknown reject refuses such ids.
+	SessionUnknown
+	// SessionStoreDown: the session store failed to answer (an error, or
+	// --session-store-timeout).
+	SessionStoreDown
+	// PinnedEndpointDown: the session's endpoint failed or is out, and
+	// --session-failover fail keeps the pin.
+	PinnedEndpointDown
 )
 
 // endings says, for each way a request can end, what the client gets (the
@@ -77,6 +89,11 @@ var endings = [...]struct {
 	ReplayMemoryFull: {http.StatusServiceUnavailable, "the request bodies held for replay are at --max-replay-memory; try again", zerolog.WarnLevel, "request refused for want of replay memory"},
 	UpgradeFailed:    {http.StatusBadGateway, "the endpoint did not switch protocols", zerolog.WarnLevel, "upgrade failed"},
 	Stopping:         {http.StatusServiceUnavailable, "the proxy is stopping", zerolog.InfoLevel, "upgrade refused: stopping"},
+	BadSessionID:     {http.StatusBadRequest, "bad session id", zerolog.InfoLevel, "request refused: bad session id"},
+	SessionUnknown:   {http.StatusNotFound, "unknown session id", zerolog.InfoLevel, "request refused: unknown session"},
+	SessionStoreDown: {http.StatusServiceUnavailable, "session store unavailable", zerolog.InfoLevel, "request refused: session store unavailable"},
+	PinnedEndpointDown: {http.StatusServiceUnavailable, "the session's endpoint is unavailable; try again later", zerolog.WarnLevel,
+		"session's endpoint unavailable"},
 }
 
 // String names the ending as the log does.
@@ -117,10 +134,16 @@ func (x *exchange) replyError(w http.ResponseWriter) {
 	switch end.Ending {
 	case ClientGone:
 		abandon()
-	case ReplayMemoryFull:
+	case ReplayMemoryFull, SessionStoreDown:
 		w.Header().Set("Retry-After", "1")
+	case PinnedEndpointDown:
+		w.Header().Set("Retry-After", strconv.Itoa(x.retryAfter))
 	}
-	inbound.WriteError(w, end.Status, endings[end.Ending].reason)
+	reason := endings[end.Ending].reason
+	if x.reason != "" {
+		reason = x.reason
+	}
+	inbound.WriteError(w, end.Status, reason)
 }
 
 // copyWinner copies the winning answer to the client.

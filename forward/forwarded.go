@@ -194,3 +194,9 @@ func writeForwardedValue(b *strings.Builder, v string) {
 func isTokenChar(c rune) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("!#$%&'*+-.^_`|~", c)
 }
+
+// IsToken reports whether s is an HTTP token (RFC 9110), as header field
+// names and cookie names are.
+func IsToken(s string) bool {
+	return s != "" && !strings.ContainsFunc(s, func(c rune) bool { return !isTokenChar(c) })
+}

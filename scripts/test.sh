@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README: "Run the tests"; CI runs exactly this).
-# It needs Go (1.26 or newer), plus gcc for the race detector and curl for multi-test.sh; it
-# installs the last two with apt-get when they are missing and it runs as root.
+# It needs Go (1.26 or newer), plus gcc for the race detector, curl for multi-test.sh and
+# redis-server for the session replica tests; it installs the last three with apt-get when they
+# are missing and it runs as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,7 @@ fi
 command -v go >/dev/null || { echo "test.sh: Go is missing; install Go 1.26 or newer" >&2; exit 1; }
 need gcc gcc
 need curl curl
+need redis-server redis-server
 
 echo "== gofmt"
 unformatted=$(gofmt -l .)
