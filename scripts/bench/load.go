@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +50,8 @@ type load struct {
 	// MaxInFlight bounds the requests outstanding at once; a request due while
 	// that many are outstanding is not sent and counts as dropped.
 	MaxInFlight int
+	// Header, if not nil, is sent with every request.
+	Header http.Header
 	// OnMeasure, if not nil, is called once, at the intended time of the first
 	// measured request and before it is sent.
 	OnMeasure func()
@@ -176,18 +179,22 @@ func (l load) fire(ctx context.Context, due time.Time, isMeasured bool, rec *rec
 	if isMeasured {
 		phase = phaseMeasured
 	}
-	status, err := get(ctx, l.Client, l.URL, phase)
+	status, err := get(ctx, l.Client, l.URL, phase, l.Header)
 	latency := time.Since(due)
 	if isMeasured {
 		rec.record(latency, lag, status, err)
 	}
 }
 
-// get sends a GET tagged with phase and reads the whole body.
-func get(ctx context.Context, client *http.Client, url, phase string) (int, error) {
+// get sends a GET tagged with phase, with header (which may be nil), and
+// reads the whole body.
+func get(ctx context.Context, client *http.Client, url, phase string, header http.Header) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, err
+	}
+	for name, values := range header {
+		req.Header[name] = values
 	}
 	req.Header.Set(phaseHeader, phase)
 	resp, err := client.Do(req)
@@ -199,6 +206,15 @@ func get(ctx context.Context, client *http.Client, url, phase string) (int, erro
 		return resp.StatusCode, fmt.Errorf("reading the body: %w", err)
 	}
 	return resp.StatusCode, nil
+}
+
+// requestHeader returns the header of a row's "Name: value", nil for "".
+func requestHeader(line string) http.Header {
+	name, value, ok := strings.Cut(line, ":")
+	if !ok {
+		return nil
+	}
+	return http.Header{http.CanonicalHeaderKey(strings.TrimSpace(name)): {strings.TrimSpace(value)}}
 }
 
 // newClient returns the load generator's client: keep-alive connections enough

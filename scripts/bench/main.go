@@ -56,9 +56,11 @@ type config struct {
 	proxyPath string
 	// baselinePath is a proxy binary the overhead scenario also measures.
 	baselinePath string
-	strict       bool
-	timeout      time.Duration
-	maxInFlight  int
+	// sessions adds the overhead scenario's pinned-session rows.
+	sessions    bool
+	strict      bool
+	timeout     time.Duration
+	maxInFlight int
 
 	// overhead selects the overhead scenario, whose knobs follow.
 	overhead         bool
@@ -97,6 +99,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		"), any of those, or "+overheadScenario+" (not part of all: it needs wrk and takes about 8 minutes)")
 	fs.StringVar(&cfg.proxyPath, "proxy", "", "prebuilt proxy binary (default: build it from the module root with go build)")
 	fs.StringVar(&cfg.baselinePath, "baseline", "", "overhead: another proxy binary (an older build) whose serial and fan-out rows run in the same rounds")
+	fs.BoolVar(&cfg.sessions, "sessions", false, "overhead: also measure serial requests of a pinned session, with the memory store and with Redis (needs redis-server)")
 	fs.BoolVar(&cfg.strict, "strict", false, "exit with status 3 when a target is missed or cannot be checked")
 	fs.DurationVar(&cfg.timeout, "timeout", 10*time.Second, "time-out of each request from its send, counted as an error")
 	fs.IntVar(&cfg.maxInFlight, "max-in-flight", 2000, "most requests outstanding at once; a request due beyond that is dropped")
@@ -150,6 +153,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if cfg.baselinePath != "" && !cfg.overhead {
 		return cfg, fmt.Errorf("-baseline %q: accepted only with -scenario %s", cfg.baselinePath, overheadScenario)
 	}
+	if cfg.sessions && !cfg.overhead {
+		return cfg, fmt.Errorf("-sessions: accepted only with -scenario %s", overheadScenario)
+	}
 	return cfg, nil
 }
 
@@ -179,6 +185,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var tl tools
 	if cfg.overhead {
 		tl = tools{wrk: lookTool("wrk", false), nginx: lookTool("nginx", true), haproxy: lookTool("haproxy", true)}
+		if cfg.sessions {
+			tl.redis = lookTool("redis-server", true)
+		}
 		if tl.wrk == "" {
 			fmt.Fprintln(stderr, "bench: -scenario overhead needs wrk, which is not on PATH: apt-get install wrk")
 			return exitHarnessError
@@ -254,7 +263,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if cfg.overhead {
-		err := rn.runOverhead(ctx, defaultOverheadPlan(cfg.baselinePath), stdout)
+		err := rn.runOverhead(ctx, defaultOverheadPlan(cfg.baselinePath, cfg.sessions), stdout)
 		if ctx.Err() != nil {
 			fmt.Fprintf(stderr, "bench: interrupted: %v\n", ctx.Err())
 			return exitHarnessError

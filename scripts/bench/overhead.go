@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -54,6 +55,16 @@ const (
 	rowSerial  = "proxy, serial, 1 endpoint"
 	rowNginx   = "nginx, 1 endpoint"
 	rowHAProxy = "HAProxy, 1 endpoint"
+	// The rows of -sessions.
+	rowPinnedMemory = "proxy, serial, pinned session, memory store"
+	rowPinnedRedis  = "proxy, serial, pinned session, Redis store"
+)
+
+// The session of the -sessions rows: one id, pinned by its first request,
+// so that every later one is a pinned request (a lookup that finds the pin).
+const (
+	sessionHeaderName    = "X-Session-ID"
+	sessionRequestHeader = sessionHeaderName + ": bench"
 )
 
 // memoryRow is a row of the memory table: a proxy mode and how many upstream
@@ -86,8 +97,10 @@ type overheadPlan struct {
 //
 // A baseline binary, if not empty, adds its serial and fan-out-to-3 rows
 // after the proxy's own, so that an old build and a new one are measured in
-// the same rounds.
-func defaultOverheadPlan(baseline string) overheadPlan {
+// the same rounds. sessions adds rows of serial requests whose session is
+// pinned, with the memory store and with Redis, to compare with the serial
+// row (whose requests carry the same header, which it ignores).
+func defaultOverheadPlan(baseline string, sessions bool) overheadPlan {
 	direct := row{name: rowDirect, direct: 0}
 	serial := row{name: rowSerial, direct: viaProxy, endpoints: 1}
 	nginx := row{name: rowNginx, direct: viaProxy, server: serverNginx, endpoints: 1}
@@ -103,6 +116,17 @@ func defaultOverheadPlan(baseline string) overheadPlan {
 	}
 	hedged := row{name: "proxy, hedged p95, 2 endpoints", direct: viaProxy, endpoints: 2, proxyArgs: []string{"--hedge-delay", "p95"}}
 	closedLoop := []row{direct, serial, fanOut(1), fanOut(2), fanOut(3), fanOutH2C(3), hedged, nginx, haproxy}
+	openLoop := []row{direct, serial, nginx, haproxy}
+	if sessions {
+		serial.header = sessionRequestHeader
+		closedLoop[1], openLoop[1] = serial, serial
+		pinned := row{name: rowPinnedMemory, direct: viaProxy, endpoints: 1, header: sessionRequestHeader,
+			proxyArgs: []string{"-session-header", sessionHeaderName}}
+		pinnedRedis := pinned
+		pinnedRedis.name, pinnedRedis.redis = rowPinnedRedis, true
+		closedLoop = append(closedLoop, pinned, pinnedRedis)
+		openLoop = append(openLoop, pinned, pinnedRedis)
+	}
 	if baseline != "" {
 		for _, rw := range []row{serial, fanOut(3)} {
 			rw.name = "baseline" + strings.TrimPrefix(rw.name, "proxy")
@@ -112,13 +136,23 @@ func defaultOverheadPlan(baseline string) overheadPlan {
 	}
 	return overheadPlan{
 		closedLoop: closedLoop,
-		openLoop:   []row{direct, serial, nginx, haproxy},
+		openLoop:   openLoop,
 		memory: []memoryRow{
 			{row: row{name: "serial, 1 endpoint", direct: viaProxy, endpoints: 1}, attempts: 1},
 			{row: row{name: "fan-out to 3", direct: viaProxy, endpoints: 3, proxyArgs: []string{"-fanout"}}, attempts: 3},
 			{row: row{name: "hedged p95, 2 endpoints", direct: viaProxy, endpoints: 2, proxyArgs: []string{"--hedge-delay", "p95"}}, attempts: 2},
 		},
 	}
+}
+
+// needsRedis reports whether a row of the plan has a Redis session store.
+func (p overheadPlan) needsRedis() bool {
+	for _, rw := range slices.Concat(p.closedLoop, p.openLoop) {
+		if rw.redis {
+			return true
+		}
+	}
+	return false
 }
 
 // estimate is roughly how long the plan takes with cfg: every run plus a
@@ -195,6 +229,14 @@ func (rn *runner) runOverhead(ctx context.Context, plan overheadPlan, stdout io.
 		}
 	}
 	defer closeEndpoints(eps)
+	if plan.needsRedis() && rn.tools.redis != "" {
+		url, stop, err := startRedis(ctx, rn.tools.redis)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		rn.redisURL = url
+	}
 
 	var res overheadResults
 	for _, rw := range plan.closedLoop {
@@ -360,14 +402,14 @@ func (rn *runner) closedLoopRun(ctx context.Context, eps []*endpoint, rw row) (w
 	}
 	var res wrkResult
 	if rn.cfg.overheadWarmup > 0 {
-		_, err = runWrk(ctx, rn.tools.wrk, rn.tools.wrkScript, url+"/bench", rn.cfg.overheadWarmup)
+		_, err = runWrk(ctx, rn.tools.wrk, rn.tools.wrkScript, url+"/bench", rn.cfg.overheadWarmup, rw.header)
 		if err != nil {
 			err = fmt.Errorf("warm-up: %w", err)
 		}
 	}
 	if err == nil {
 		before := totalReceived(eps)
-		res, err = runWrk(ctx, rn.tools.wrk, rn.tools.wrkScript, url+"/bench", rn.cfg.overheadDuration)
+		res, err = runWrk(ctx, rn.tools.wrk, rn.tools.wrkScript, url+"/bench", rn.cfg.overheadDuration, rw.header)
 		res.Upstream = totalReceived(eps) - before
 	}
 	return res, stopTarget(server, err)
@@ -425,7 +467,7 @@ func (rn *runner) holdRequests(ctx context.Context, eps []*endpoint, url string,
 		client.CloseIdleConnections()
 	}()
 	for range rn.cfg.overheadInFlight {
-		wg.Go(func() { _, _ = get(holdCtx, client, url+"/bench", phaseWarmup) })
+		wg.Go(func() { _, _ = get(holdCtx, client, url+"/bench", phaseWarmup, nil) })
 	}
 	want := int64(rn.cfg.overheadInFlight) * attempts
 	reached := func() int64 { return totalReceived(eps) - before }

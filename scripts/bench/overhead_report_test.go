@@ -216,7 +216,7 @@ func TestPrintOverheadHeader(t *testing.T) {
 
 func TestOverheadPlanEstimate(t *testing.T) {
 	t.Parallel()
-	plan := defaultOverheadPlan("")
+	plan := defaultOverheadPlan("", false)
 	cfg := config{overheadRuns: 3, overheadDuration: 10 * time.Second, overheadWarmup: time.Second}
 	// 13 load rows of 12s and 3 memory rows of 4s, three times.
 	assert.Equal(t, 3*(13*12+3*4)*time.Second, plan.estimate(cfg))
@@ -231,8 +231,8 @@ func TestOverheadPlanEstimate(t *testing.T) {
 
 func TestOverheadPlanBaseline(t *testing.T) {
 	t.Parallel()
-	own := defaultOverheadPlan("")
-	plan := defaultOverheadPlan("/tmp/old-proxy")
+	own := defaultOverheadPlan("", false)
+	plan := defaultOverheadPlan("/tmp/old-proxy", false)
 	require.Len(t, plan.closedLoop, len(own.closedLoop)+2)
 	assert.Equal(t, own.closedLoop, plan.closedLoop[:len(own.closedLoop)], "the proxy's own rows stay as they are")
 	for _, rw := range own.closedLoop {
@@ -247,4 +247,32 @@ func TestOverheadPlanBaseline(t *testing.T) {
 	}
 	assert.Equal(t, []string{"-fanout"}, added[1].proxyArgs)
 	assert.Equal(t, 3, added[1].endpoints)
+}
+
+func TestOverheadPlanSessions(t *testing.T) {
+	t.Parallel()
+	own := defaultOverheadPlan("", false)
+	plan := defaultOverheadPlan("", true)
+	assert.False(t, own.needsRedis())
+	assert.True(t, plan.needsRedis())
+	for _, rows := range [][]row{plan.closedLoop, plan.openLoop} {
+		names := []string{}
+		for _, rw := range rows {
+			names = append(names, rw.name)
+			if rw.name == rowSerial || rw.name == rowPinnedMemory || rw.name == rowPinnedRedis {
+				assert.Equal(t, sessionRequestHeader, rw.header, "%s carries the session", rw.name)
+			}
+		}
+		assert.Contains(t, names, rowPinnedMemory)
+		assert.Contains(t, names, rowPinnedRedis)
+	}
+	for _, rw := range plan.closedLoop {
+		switch rw.name {
+		case rowPinnedMemory:
+			assert.Equal(t, []string{"-session-header", "X-Session-ID"}, rw.proxyArgs)
+			assert.False(t, rw.redis)
+		case rowPinnedRedis:
+			assert.True(t, rw.redis)
+		}
+	}
 }

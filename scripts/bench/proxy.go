@@ -250,7 +250,7 @@ func (p *proxyProcess) waitReady(ctx context.Context) error {
 			return ctx.Err()
 		case <-tick.C:
 		}
-		if _, err := get(ctx, client, p.URL()+"/bench-ready", phaseWarmup); err == nil {
+		if _, err := get(ctx, client, p.URL()+"/bench-ready", phaseWarmup, nil); err == nil {
 			return nil
 		}
 	}

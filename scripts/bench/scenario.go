@@ -33,6 +33,10 @@ type row struct {
 	// binary is the proxy binary of a serverProxy row; empty is the one
 	// under test.
 	binary string
+	// header is sent with every request, "Name: value", if not empty.
+	header string
+	// redis gives the proxy the harness's Redis server as its session store.
+	redis bool
 }
 
 // scenario is a set of endpoints and the rows run against them, one after
@@ -125,8 +129,12 @@ func scenarios() map[string]scenario {
 type runner struct {
 	cfg       config
 	proxyPath string
-	// tools are wrk, nginx and HAProxy, for the overhead scenario.
+	// tools are wrk, nginx, HAProxy and redis-server, for the overhead
+	// scenario.
 	tools tools
+	// redisURL is the harness's Redis server, once started for rows that
+	// need it.
+	redisURL string
 	// progress gets a line per row as it starts.
 	progress io.Writer
 }
@@ -209,6 +217,7 @@ func (rn *runner) runRow(ctx context.Context, sc scenario, eps []*endpoint, rw r
 		Duration:    rn.cfg.duration,
 		Timeout:     rn.cfg.timeout,
 		MaxInFlight: rn.cfg.maxInFlight,
+		Header:      requestHeader(rw.header),
 		OnMeasure: func() {
 			if sc.measuredModels != nil {
 				for i, e := range eps {

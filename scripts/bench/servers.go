@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -22,7 +23,7 @@ const (
 // tools are the programs the overhead scenario runs besides the proxy. An
 // empty path is a program that is not installed.
 type tools struct {
-	wrk, nginx, haproxy string
+	wrk, nginx, haproxy, redis string
 	// dir is a directory of the harness's own for the servers' configurations;
 	// wrkScript is the path of wrkScript in it.
 	dir       string
@@ -264,7 +265,14 @@ func (rn *runner) startServer(ctx context.Context, rw row, eps []*endpoint) (*pr
 		if binary == "" {
 			binary = rn.proxyPath
 		}
-		return startProxy(ctx, binary, urls, rw.proxyArgs)
+		args := rw.proxyArgs
+		if rw.redis {
+			if rn.redisURL == "" {
+				return nil, &UnavailableError{Line: "redis-server not installed: apt-get install redis-server"}
+			}
+			args = append(slices.Clip(args), "-session-store", rn.redisURL)
+		}
+		return startProxy(ctx, binary, urls, args)
 	case serverNginx:
 		spec, err = nginxSpec(rn.tools, urls[0])
 	case serverHAProxy:

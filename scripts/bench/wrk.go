@@ -114,17 +114,21 @@ func parseWrkOutput(out string) (wrkResult, error) {
 
 // wrkArgs returns wrk's command line for a run of duration (whole seconds, at
 // least one: wrk takes no smaller unit) against url with the script.
-func wrkArgs(script, url string, duration time.Duration) []string {
+func wrkArgs(script, url string, duration time.Duration, header string) []string {
 	seconds := max(int64(math.Round(duration.Seconds())), 1)
-	return []string{
+	args := []string{
 		"-t" + strconv.Itoa(wrkThreads), "-c" + strconv.Itoa(wrkConnections),
-		"-d" + strconv.FormatInt(seconds, 10) + "s", "--latency", "-s", script, url,
+		"-d" + strconv.FormatInt(seconds, 10) + "s", "--latency", "-s", script,
 	}
+	if header != "" {
+		args = append(args, "-H", header)
+	}
+	return append(args, url)
 }
 
 // wrkCommand is wrk's command line as the report shows it.
 func wrkCommand(duration time.Duration) string {
-	args := wrkArgs("script.lua", "URL", duration)
+	args := wrkArgs("script.lua", "URL", duration, "")
 	return "wrk " + strings.Join(args[:len(args)-1], " ")
 }
 
@@ -137,13 +141,13 @@ func writeWrkScript(dir string) (string, error) {
 	return path, nil
 }
 
-// runWrk runs wrk at path for duration against url and returns what its script
-// printed. wrk is a child the harness kills by its PID when the run overstays
+// runWrk runs wrk at path for duration against url, with header if not
+// empty, and returns what its script printed. wrk is a child the harness kills by its PID when the run overstays
 // by wrkGrace or ctx ends, and that the kernel ends if the harness dies.
-func runWrk(ctx context.Context, path, script, url string, duration time.Duration) (wrkResult, error) {
+func runWrk(ctx context.Context, path, script, url string, duration time.Duration, header string) (wrkResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, duration+wrkGrace)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, path, wrkArgs(script, url, duration)...)
+	cmd := exec.CommandContext(ctx, path, wrkArgs(script, url, duration, header)...)
 	setParentDeathSignal(cmd)
 	stdout, stderr := &cappedBuffer{limit: 64 << 10}, &cappedBuffer{limit: 64 << 10}
 	cmd.Stdout, cmd.Stderr = stdout, stderr

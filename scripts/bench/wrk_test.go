@@ -88,7 +88,9 @@ func TestWrkScriptMatchesParser(t *testing.T) {
 func TestWrkArgs(t *testing.T) {
 	t.Parallel()
 	assert.Equal(t, []string{"-t2", "-c64", "-d10s", "--latency", "-s", "/tmp/x.lua", "http://127.0.0.1:1/bench"},
-		wrkArgs("/tmp/x.lua", "http://127.0.0.1:1/bench", 10*time.Second))
-	assert.Equal(t, "-d1s", wrkArgs("s", "u", 20*time.Millisecond)[2], "wrk takes whole seconds, at least one")
+		wrkArgs("/tmp/x.lua", "http://127.0.0.1:1/bench", 10*time.Second, ""))
+	assert.Equal(t, "-d1s", wrkArgs("s", "u", 20*time.Millisecond, "")[2], "wrk takes whole seconds, at least one")
+	assert.Equal(t, []string{"-t2", "-c64", "-d1s", "--latency", "-s", "s", "-H", "X-Session-ID: bench", "u"},
+		wrkArgs("s", "u", time.Second, "X-Session-ID: bench"))
 	assert.Equal(t, "wrk -t2 -c64 -d3s --latency -s script.lua", wrkCommand(3*time.Second))
 }
