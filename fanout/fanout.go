@@ -140,24 +140,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x.plan = p.plan(r, body, upgradeProtocol(r), &x.pinning)
 	x.prepare()
 	defer x.finish()
-	end := x.run()
-	switch {
-	case x.failedPinned(end):
-		x.done.Err = joinedFailures(x.done.Failures)
-		if x.winner != nil {
-			x.fallback, x.winner = x.winner, nil
-		}
-		x.refusePinnedDown(p.Endpoints.RetryIn(x.plan.candidates[0]))
-	case x.winner == nil:
-		x.done.Ending = x.failureEnding(end)
-		x.done.Err = joinedFailures(x.done.Failures)
-	case x.plan.upgrade != "" && x.winner.Status() == http.StatusSwitchingProtocols:
-		x.done.Ending = Tunnelled
-	case end == terminalAnswer:
-		x.done.Ending = Served
-	default:
-		x.done.Ending = PassedThrough
-	}
+	x.decideEnding(x.run())
 	if x.winner != nil {
 		x.done.Endpoint = x.winner.Endpoint.Index
 		p.observe(Event{Kind: WinnerChosen, Request: r, Endpoint: x.winner.Endpoint, Attempt: x.winner.Attempt, Status: x.winner.Status()})

@@ -106,6 +106,29 @@ func (e Ending) Level() zerolog.Level {
 	return endings[e].level
 }
 
+// decideEnding sets how the request ends from how its attempt loop did: a
+// winner served, passed through or tunnelled, or the failure that left it
+// without one (a pinned endpoint's own, when it may not be failed over).
+func (x *exchange) decideEnding(end loopEnd) {
+	switch {
+	case x.failedPinned(end):
+		x.done.Err = joinedFailures(x.done.Failures)
+		if x.winner != nil {
+			x.fallback, x.winner = x.winner, nil
+		}
+		x.refusePinnedDown(x.proxy.Endpoints.RetryIn(x.plan.candidates[0]))
+	case x.winner == nil:
+		x.done.Ending = x.failureEnding(end)
+		x.done.Err = joinedFailures(x.done.Failures)
+	case x.plan.upgrade != "" && x.winner.Status() == http.StatusSwitchingProtocols:
+		x.done.Ending = Tunnelled
+	case end == terminalAnswer:
+		x.done.Ending = Served
+	default:
+		x.done.Ending = PassedThrough
+	}
+}
+
 // reply gives the client what x's ending says: the winner's answer (or a
 // tunnel), or the proxy's own error answer; for a client gone, nothing, and
 // its connection is cut. It is the one place that writes to the client, and
