@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/alecthomas/kong"
@@ -93,34 +92,4 @@ func lookupFlag(name string, flags []*kong.Flag) (*kong.Flag, error) {
 	}
 	sort.Strings(names)
 	return nil, fmt.Errorf("ambiguous flag; it could be %s", strings.Join(names, ", "))
-}
-
-// byteSize is a size in bytes, written as a number with an optional unit:
-// B, KiB, MiB, GiB (powers of 1024) or KB, MB, GB (powers of 1000).
-type byteSize int64
-
-var byteUnits = []struct {
-	suffix string
-	factor int64
-}{
-	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30},
-	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1},
-}
-
-// UnmarshalText parses a size such as 8MiB, 512KB or 1048576.
-func (b *byteSize) UnmarshalText(text []byte) error {
-	s := strings.TrimSpace(string(text))
-	number, factor := s, int64(1)
-	for _, unit := range byteUnits {
-		if trimmed, ok := strings.CutSuffix(s, unit.suffix); ok {
-			number, factor = strings.TrimSpace(trimmed), unit.factor
-			break
-		}
-	}
-	n, err := strconv.ParseInt(number, 10, 64)
-	if err != nil || n < 0 || n > (1<<62)/factor {
-		return fmt.Errorf("size %q: accepted: a whole number of bytes, optionally with B, KiB, MiB, GiB, KB, MB or GB (8MiB)", s)
-	}
-	*b = byteSize(n * factor)
-	return nil
 }

@@ -27,6 +27,7 @@ import (
 	"balancing-reverse-proxy/healthcheck"
 	"balancing-reverse-proxy/hedge"
 	"balancing-reverse-proxy/inbound"
+	"balancing-reverse-proxy/internal/bytesize"
 	"balancing-reverse-proxy/logging"
 	"balancing-reverse-proxy/session"
 	"balancing-reverse-proxy/terminal"
@@ -62,19 +63,19 @@ type CLI struct {
 	Timeout                time.Duration          `default:"30s" help:"How long a request may wait for a terminal answer's headers, all attempts together (0: no limit). Then 504, or the last non-terminal answer."`
 	TryTimeout             time.Duration          `default:"10s" help:"How long one attempt may wait for its response headers before it counts as failed (0: no limit)."`
 	ResponseIdleTimeout    time.Duration          `default:"60s" help:"How long the winning endpoint may pause in the middle of its response body before the response is cut off (0: no limit). Streams (Server-Sent Events) must send something more often."`
-	MaxBodyBuffer          byteSize               `default:"8MiB" help:"Largest request body held in memory so every attempt can send it (bytes, or with KiB, MiB, GiB). A larger body is streamed to the first endpoint only, as is one over 64KiB when a request has one attempt at most."`
-	MaxReplayMemory        byteSize               `default:"256MiB" help:"Most memory held by request bodies kept for replay, all requests together; a request whose body does not fit gets 503 (0: no cap)."`
+	MaxBodyBuffer          bytesize.Size          `default:"8MiB" help:"Largest request body held in memory so every attempt can send it (bytes, or with KiB, MiB, GiB). A larger body is streamed to the first endpoint only, as is one over 64KiB when a request has one attempt at most."`
+	MaxReplayMemory        bytesize.Size          `default:"256MiB" help:"Most memory held by request bodies kept for replay, all requests together; a request whose body does not fit gets 503 (0: no cap)."`
 	StopAfter              time.Duration          `original:"" short:"s" help:"Stop (gracefully, exit 0) after this long; 0 runs until SIGINT or SIGTERM."`
 	ShutdownTimeout        time.Duration          `default:"10s" help:"On stop, how long in-flight requests may take to finish."`
 	ReadHeaderTimeout      time.Duration          `default:"10s" help:"How long a client may take to send its request headers."`
 	IdleTimeout            time.Duration          `default:"120s" help:"How long an idle keep-alive client connection is kept."`
 	TrustedProxies         forward.TrustedProxies `placeholder:"CIDR,..." help:"Proxies in front of this one (IP addresses or networks, comma-separated) whose X-Forwarded-* and Forwarded headers are extended; from any other client they are replaced. Default: none."`
 	MaxConnections         int                    `default:"10000" help:"Most client connections open at once; more wait to be accepted (0: no cap)."`
-	MaxHeaderBytes         byteSize               `default:"64KiB" help:"Largest request head (request line and headers); a larger one gets 431."`
+	MaxHeaderBytes         bytesize.Size          `default:"64KiB" help:"Largest request head (request line and headers); a larger one gets 431."`
 	MaxHeaders             int                    `default:"100" help:"Most header fields in a request; more get 431 (0: no cap)."`
-	MaxResponseHeaderBytes byteSize               `default:"64KiB" help:"Largest response head an endpoint may send (status line and headers); a larger one fails that attempt."`
+	MaxResponseHeaderBytes bytesize.Size          `default:"64KiB" help:"Largest response head an endpoint may send (status line and headers); a larger one fails that attempt."`
 	MaxResponseHeaders     int                    `default:"100" help:"Most header fields in an endpoint's response; more fail that attempt (0: no cap)."`
-	MaxBody                byteSize               `default:"0" help:"Largest request body (bytes, or with KiB, MiB, GiB); a Content-Length above it gets 413 at once, a chunked body when it crosses it (0: no cap)."`
+	MaxBody                bytesize.Size          `default:"0" help:"Largest request body (bytes, or with KiB, MiB, GiB); a Content-Length above it gets 413 at once, a chunked body when it crosses it (0: no cap)."`
 	BodyReadTimeout        time.Duration          `default:"60s" help:"How long a client may pause while sending its request body before the request fails with 408 (0: no limit)."`
 	TLSCert                string                 `name:"tls-cert" placeholder:"FILE" help:"Serve HTTPS (and HTTP/2) with this PEM certificate chain; needs --tls-key. Default: plain HTTP."`
 	TLSKey                 string                 `name:"tls-key" placeholder:"FILE" help:"The PEM private key of --tls-cert."`
@@ -138,7 +139,7 @@ func (c *CLI) Validate() error {
 	if c.MaxReplayMemory > 0 && c.MaxReplayMemory < c.MaxBodyBuffer {
 		return fmt.Errorf("--max-replay-memory %d is below --max-body-buffer %d, so such a body could never be replayed; accepted: 0 (no cap) or at least --max-body-buffer", c.MaxReplayMemory, c.MaxBodyBuffer)
 	}
-	for name, size := range map[string]byteSize{"--max-header-bytes": c.MaxHeaderBytes, "--max-response-header-bytes": c.MaxResponseHeaderBytes} {
+	for name, size := range map[string]bytesize.Size{"--max-header-bytes": c.MaxHeaderBytes, "--max-response-header-bytes": c.MaxResponseHeaderBytes} {
 		if size < minHeaderBytes || size > maxHeaderBytes {
 			return fmt.Errorf("%s %d: accepted: %d (1KiB) to %d (1MiB)", name, size, minHeaderBytes, maxHeaderBytes)
 		}
