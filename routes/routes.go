@@ -100,6 +100,16 @@ var redirectStatuses = []int{
 	http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect,
 }
 
+// Check reports what is wrong with r's match and redirect, as New would; a
+// missing Handler is not checked.
+func Check(r Route) error {
+	if r.Handler == nil {
+		r.Handler = http.NotFoundHandler()
+	}
+	_, err := compile(&r)
+	return err
+}
+
 // compile checks r and puts its match in the lookup's form.
 func compile(r *Route) (compiled, error) {
 	c := compiled{Route: r, host: strings.ToLower(r.Host)}

@@ -31,6 +31,16 @@ const (
 	Reject Unknown = "reject"
 )
 
+// UnmarshalText accepts pin or reject.
+func (u *Unknown) UnmarshalText(text []byte) error {
+	switch v := Unknown(text); v {
+	case Pin, Reject:
+		*u = v
+		return nil
+	}
+	return fmt.Errorf("%q: accepted: pin or reject", text)
+}
+
 // Failover is what a request gets whose pinned endpoint fails or is out.
 type Failover string
 
@@ -42,6 +52,16 @@ const (
 	// Fail: 503 with Retry-After; the pin stays.
 	Fail Failover = "fail"
 )
+
+// UnmarshalText accepts repin or fail.
+func (f *Failover) UnmarshalText(text []byte) error {
+	switch v := Failover(text); v {
+	case Repin, Fail:
+		*f = v
+		return nil
+	}
+	return fmt.Errorf("%q: accepted: repin or fail", text)
+}
 
 // Options configures an Affinity.
 type Options struct {

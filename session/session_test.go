@@ -120,3 +120,15 @@ func TestWatchNoticesTheStoreComingBack(t *testing.T) {
 	cancel()
 	<-watched
 }
+
+func TestUnknownAndFailoverParseTheirValuesOnly(t *testing.T) {
+	t.Parallel()
+	var u Unknown
+	require.NoError(t, u.UnmarshalText([]byte("reject")))
+	assert.Equal(t, Reject, u)
+	assert.ErrorContains(t, u.UnmarshalText([]byte("maybe")), `"maybe": accepted: pin or reject`)
+	var f Failover
+	require.NoError(t, f.UnmarshalText([]byte("fail")))
+	assert.Equal(t, Fail, f)
+	assert.ErrorContains(t, f.UnmarshalText([]byte("retry")), `"retry": accepted: repin or fail`)
+}

@@ -1,0 +1,106 @@
+package config
+
+import (
+	"balancing-reverse-proxy/budget"
+	"balancing-reverse-proxy/endpoints"
+	"balancing-reverse-proxy/hedge"
+	"balancing-reverse-proxy/internal/bytesize"
+	"balancing-reverse-proxy/session"
+	"balancing-reverse-proxy/terminal"
+)
+
+// File is a configuration file: the listener, the settings every route
+// inherits, and the routes.
+type File struct {
+	// Listen is the address the proxy listens on, as --address.
+	Listen string `yaml:"listen"`
+	// Defaults are the settings of every route that does not set its own.
+	Defaults Settings `yaml:"defaults"`
+	// Routes are the routes, in the order of the file.
+	Routes []Route `yaml:"routes"`
+}
+
+// Settings are what a route may set, each as its flag does; nil is unset
+// (inherited from the defaults, then from the flags).
+type Settings struct {
+	Mode                *Mode                  `yaml:"mode"`
+	Hedge               *Hedge                 `yaml:"hedge"`
+	Terminal            *Text[terminal.Ranges] `yaml:"terminal"`
+	Timeout             *Duration              `yaml:"timeout"`
+	TryTimeout          *Duration              `yaml:"try_timeout"`
+	ResponseIdleTimeout *Duration              `yaml:"response_idle_timeout"`
+	Order               *Text[endpoints.Order] `yaml:"order"`
+	MaxAttempts         *Count                 `yaml:"max_attempts"`
+	IdempotentOnly      *bool                  `yaml:"idempotent_only"`
+	MaxInflight         *Count                 `yaml:"max_inflight"`
+	Eject               *Eject                 `yaml:"eject"`
+	Health              *Health                `yaml:"health"`
+	MaxBodyBuffer       *Text[bytesize.Size]   `yaml:"max_body_buffer"`
+	DebugHeaders        *bool                  `yaml:"debug_headers"`
+	Session             *Session               `yaml:"session"`
+}
+
+// Hedge is hedged mode's delay and budget, as --hedge-delay and
+// --hedge-budget.
+type Hedge struct {
+	Delay    *Text[hedge.Spec]   `yaml:"delay"`
+	DelayMin *Duration           `yaml:"delay_min"`
+	DelayMax *Duration           `yaml:"delay_max"`
+	Budget   *Text[budget.Share] `yaml:"budget"`
+}
+
+// Eject is when endpoints are ejected, as --eject-after, --eject-backoff and
+// --eject-backoff-max.
+type Eject struct {
+	After      *Count    `yaml:"after"`
+	Backoff    *Duration `yaml:"backoff"`
+	BackoffMax *Duration `yaml:"backoff_max"`
+}
+
+// Health is the active health check, as --health-path and --health-interval.
+type Health struct {
+	Path     *string   `yaml:"path"`
+	Interval *Duration `yaml:"interval"`
+}
+
+// Session is session affinity, as the --session-* flags.
+type Session struct {
+	Header       *Token                  `yaml:"header"`
+	Cookie       *Token                  `yaml:"cookie"`
+	Unknown      *Text[session.Unknown]  `yaml:"unknown"`
+	Required     *bool                   `yaml:"required"`
+	Failover     *Text[session.Failover] `yaml:"failover"`
+	TTL          *Duration               `yaml:"ttl"`
+	Store        *string                 `yaml:"store"`
+	StorePrefix  *string                 `yaml:"store_prefix"`
+	StoreTimeout *Duration               `yaml:"store_timeout"`
+}
+
+// Route is one route of the file: which requests it takes (Match), and either
+// its endpoints with its settings or a redirect.
+type Route struct {
+	Name        string     `yaml:"name"`
+	Match       Match      `yaml:"match"`
+	StripPrefix bool       `yaml:"strip_prefix"`
+	Endpoints   []Endpoint `yaml:"endpoints"`
+	Redirect    *Redirect  `yaml:"redirect"`
+	Settings    `yaml:",inline"`
+}
+
+// Match is what a route takes: a host, a path prefix, or both.
+type Match struct {
+	Host string `yaml:"host"`
+	Path string `yaml:"path"`
+}
+
+// Redirect sends a route's requests elsewhere.
+type Redirect struct {
+	To     string `yaml:"to"`
+	Status int    `yaml:"status"`
+}
+
+// Endpoint is one endpoint of a route. A bare URL in the file is short for an
+// Endpoint with only its URL.
+type Endpoint struct {
+	URL string `yaml:"url"`
+}
