@@ -74,4 +74,3 @@ func TestNormalizeArgsRejects(t *testing.T) {
 		})
 	}
 }
-
