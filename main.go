@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/rs/zerolog/hlog"
 
 	"balancing-reverse-proxy/budget"
+	"balancing-reverse-proxy/config"
 	"balancing-reverse-proxy/endpoints"
 	"balancing-reverse-proxy/fanout"
 	"balancing-reverse-proxy/forward"
@@ -42,6 +44,8 @@ const envPrefix = "BALANCING_REVERSE_PROXY"
 // (see normalizeArgs); the flags the original had are tagged original.
 type CLI struct {
 	Endpoints              endpoints.List         `original:"" short:"e" placeholder:"URL,..." help:"Comma-separated base URLs of the endpoints, in priority order: http[s]://host[:port][/prefix]."`
+	Config                 string                 `placeholder:"FILE" help:"Read routes, their endpoints and settings from this YAML file instead of --endpoints; a flag given on the command line (or in the environment) wins over the file."`
+	CheckConfig            bool                   `help:"Check --config (and every route's settings) and exit: 0 when it is good, 2 with every problem on stderr."`
 	Address                string                 `original:"" default:":8080" help:"Address to listen on, [host]:port."`
 	TerminalResponses      terminal.Ranges        `original:"" short:"t" default:"${terminal_default}" help:"Statuses whose response goes to the client: hundreds (400 = 400-499), classes (2xx), codes (404) or ranges (500-503), comma-separated. Others make the proxy try the next endpoint."`
 	Fanout                 bool                   `original:"" short:"f" help:"Send each request to every endpoint at once; the first terminal answer wins. Default: serial, one endpoint after another, the next only when one fails."`
@@ -99,11 +103,20 @@ type CLI struct {
 	LogFormat              string                 `default:"text" enum:"text,json" help:"Log format: text or json."`
 	LogLevel               string                 `default:"info" enum:"debug,info,warn,error" help:"Least severe level logged: debug (every attempt), info (every request), warn or error."`
 	Version                kong.VersionFlag       `help:"Print the version and exit."`
+
+	// given has the flags set on the command line or in the environment,
+	// which win over the configuration file.
+	given map[string]bool
 }
 
 // Validate checks what single flags cannot check alone.
 func (c *CLI) Validate() error {
-	if len(c.Endpoints) == 0 {
+	switch {
+	case c.Config != "" && len(c.Endpoints) > 0:
+		return fmt.Errorf("--config %q and --endpoints: accepted: one of them (the file has the endpoints of each route)", c.Config)
+	case c.CheckConfig && c.Config == "":
+		return fmt.Errorf("--check-config needs --config FILE, the file it checks")
+	case c.Config == "" && len(c.Endpoints) == 0:
 		return fmt.Errorf("--endpoints is required; accepted: %s", endpoints.Accepted)
 	}
 	if err := checkAddress("--address", c.Address); err != nil {
@@ -136,13 +149,23 @@ func (c *CLI) Validate() error {
 			return fmt.Errorf("%s: %d is negative; accepted: a whole number, 0 for no limit", name, n)
 		}
 	}
-	if c.MaxReplayMemory > 0 && c.MaxReplayMemory < c.MaxBodyBuffer {
-		return fmt.Errorf("--max-replay-memory %d is below --max-body-buffer %d, so such a body could never be replayed; accepted: 0 (no cap) or at least --max-body-buffer", c.MaxReplayMemory, c.MaxBodyBuffer)
-	}
 	for name, size := range map[string]bytesize.Size{"--max-header-bytes": c.MaxHeaderBytes, "--max-response-header-bytes": c.MaxResponseHeaderBytes} {
 		if size < minHeaderBytes || size > maxHeaderBytes {
 			return fmt.Errorf("%s %d: accepted: %d (1KiB) to %d (1MiB)", name, size, minHeaderBytes, maxHeaderBytes)
 		}
+	}
+	if c.Config != "" {
+		// The settings are checked per route, once the file is read.
+		return nil
+	}
+	return c.validateSettings()
+}
+
+// validateSettings checks the settings a route of the configuration file may
+// set, together.
+func (c *CLI) validateSettings() error {
+	if c.MaxReplayMemory > 0 && c.MaxReplayMemory < c.MaxBodyBuffer {
+		return fmt.Errorf("--max-replay-memory %d is below --max-body-buffer %d, so such a body could never be replayed; accepted: 0 (no cap) or at least --max-body-buffer", c.MaxReplayMemory, c.MaxBodyBuffer)
 	}
 	if err := c.validateSessions(); err != nil {
 		return err
@@ -314,6 +337,7 @@ func run(ctx context.Context, releaseSignals func(), args []string, stdout, stde
 	}
 	normalized, err := normalizeArgs(args, parser.Model.Flags)
 	if err == nil {
+		cli.given = givenFlags(normalized, parser.Model.Flags)
 		_, err = parser.Parse(normalized)
 	}
 	if exitCode >= 0 {
@@ -324,7 +348,16 @@ func run(ctx context.Context, releaseSignals func(), args []string, stdout, stde
 		fmt.Fprintf(stderr, "balancing-reverse-proxy: %v\n", err)
 		return 2
 	}
+	if cli.CheckConfig {
+		return cli.checkConfig(stdout, stderr)
+	}
 	if err := cli.serve(ctx, releaseSignals); err != nil {
+		var problems config.Problems
+		if errors.As(err, &problems) {
+			// Each problem names its file and line already.
+			fmt.Fprintln(stderr, problems.Error())
+			return 2
+		}
 		fmt.Fprintf(stderr, "balancing-reverse-proxy: %v\n", err)
 		var usage usageError
 		if errors.As(err, &usage) {
@@ -332,6 +365,42 @@ func run(ctx context.Context, releaseSignals func(), args []string, stdout, stde
 		}
 		return 1
 	}
+	return 0
+}
+
+// givenFlags returns the names of the flags that normalized arguments (see
+// normalizeArgs) or the environment give, rather than their defaults.
+func givenFlags(normalized []string, flags []*kong.Flag) map[string]bool {
+	given := map[string]bool{}
+	for _, arg := range normalized {
+		if arg == "--" {
+			break
+		}
+		if name, ok := strings.CutPrefix(arg, "--"); ok {
+			name, _, _ = strings.Cut(name, "=")
+			given[name] = true
+		}
+	}
+	for _, flag := range flags {
+		for _, env := range flag.Tag.Envs {
+			if _, ok := os.LookupEnv(env); ok {
+				given[flag.Name] = true
+			}
+		}
+	}
+	return given
+}
+
+// checkConfig checks --config and every route's settings, as --check-config
+// asks: 0 and a line on stdout when they are good, 2 and every problem on
+// stderr otherwise.
+func (c *CLI) checkConfig(stdout, stderr io.Writer) int {
+	file, _, err := c.loadConfig()
+	if err != nil {
+		fmt.Fprintln(stderr, err.Error())
+		return 2
+	}
+	fmt.Fprintf(stdout, "%s: good, %d routes\n", c.Config, len(file.Routes))
 	return 0
 }
 
@@ -372,65 +441,26 @@ func (c *CLI) serve(ctx context.Context, releaseSignals func()) error {
 		return err
 	}
 
-	schedule := c.schedule()
 	transport := wire.New(wire.Options{
 		MaxIdlePerHost:         c.idleConnsPerEndpoint(),
 		MaxResponseHeaderBytes: int64(c.MaxResponseHeaderBytes),
 		MaxResponseHeaders:     c.MaxResponseHeaders,
 	})
 	defer transport.CloseIdleConnections()
-	pool := endpoints.NewPool(c.Endpoints, endpoints.PoolOptions{
-		Order: c.Order, MaxInflight: c.MaxInflight,
-		EjectAfter: c.EjectAfter, EjectBackoff: c.EjectBackoff, EjectBackoffMax: c.EjectBackoffMax,
-		Log: logger,
-	})
-	proxy := &fanout.Proxy{
-		Endpoints:           pool,
-		Terminal:            c.TerminalResponses,
-		Schedule:            schedule,
-		Transport:           transport,
-		MaxBodyBuffer:       int64(c.MaxBodyBuffer),
-		MaxReplayMemory:     int64(c.MaxReplayMemory),
-		Timeout:             c.Timeout,
-		TryTimeout:          c.TryTimeout,
-		ResponseIdleTimeout: c.ResponseIdleTimeout,
-		MaxAttempts:         c.MaxAttempts,
-		IdempotentOnly:      c.IdempotentOnly,
-		TrustedProxies:      c.TrustedProxies,
-		DebugHeaders:        c.DebugHeaders,
-		Observers:           []fanout.Observer{fanout.RequestLog{}},
-	}
-	if proxy.Sessions, err = c.sessions(logger); err != nil {
+	routed, err := c.routed(transport, logger)
+	if err != nil {
 		return err
 	}
-	if proxy.Sessions != nil {
-		defer proxy.Sessions.Close()
-		watchCtx, stopWatching := context.WithCancel(context.Background())
-		watched := make(chan struct{})
-		go func() { defer close(watched); proxy.Sessions.Watch(watchCtx, time.Second) }()
-		defer func() { stopWatching(); <-watched }()
-	}
-	if c.HedgeBudget != nil {
-		proxy.Budget = budget.New(float64(*c.HedgeBudget), budget.DefaultFloor, 0)
-	}
+	defer routed.stop()
 	limits := inbound.Limits{MaxHeaders: c.MaxHeaders, MaxBody: int64(c.MaxBody), BodyReadTimeout: c.BodyReadTimeout}
-	handler := hlog.NewHandler(logger)(hlog.RequestIDHandler("request_id", "X-Request-Id")(limits.Handler(proxy)))
+	handler := hlog.NewHandler(logger)(hlog.RequestIDHandler("request_id", "X-Request-Id")(limits.Handler(routed.handler)))
 	server, listener, err := c.listen(handler, logger)
 	if err != nil {
 		return err
 	}
 	// Upgraded connections are the handlers'; Shutdown does not wait for them.
-	server.RegisterOnShutdown(proxy.CloseTunnels)
-	if proxy.Sessions != nil {
-		logger.Info().Str("header", c.SessionHeader).Str("cookie", c.SessionCookie).Str("unknown", string(c.SessionUnknown)).
-			Str("failover", string(c.SessionFailover)).Stringer("ttl", c.SessionTTL).Str("store", session.Redact(c.SessionStore)).
-			Msg("session affinity")
-	}
-	for _, endpoint := range c.Endpoints {
-		logger.Info().Int("endpoint", endpoint.Index).Str("url", endpoint.String()).Msg("configured endpoint")
-	}
-	logger.Info().Str("address", listener.Addr().String()).Str("mode", schedule.String()).Str("protocols", server.Protocols.String()).
-		Str("terminal", c.TerminalResponses.String()).Str("order", string(c.Order)).Msg("listening")
+	server.RegisterOnShutdown(routed.closeTunnels)
+	routed.describe(logger.Info().Str("address", listener.Addr().String()).Str("protocols", server.Protocols.String())).Msg("listening")
 	if c.DebugAddress != "" {
 		debug, err := startDebugServer(c.DebugAddress)
 		if err != nil {
@@ -442,16 +472,6 @@ func (c *CLI) serve(ctx context.Context, releaseSignals func()) error {
 				logger.Warn().Err(err).Msg("stopping the profile server")
 			}
 		}()
-	}
-	if c.HealthPath != "" {
-		checker := &healthcheck.Checker{
-			Endpoints: c.Endpoints, Path: c.HealthPath, Interval: c.HealthInterval,
-			Transport: transport, Report: pool.Probed,
-		}
-		checkCtx, stopChecks := context.WithCancel(context.Background())
-		checked := make(chan struct{})
-		go func() { defer close(checked); checker.Run(checkCtx) }()
-		defer func() { stopChecks(); <-checked }()
 	}
 
 	if c.StopAfter > 0 {

@@ -20,6 +20,7 @@ func (r *reader) check(root *yaml.Node, file *File) {
 	r.checkSession(valueOf(root, "defaults"), "defaults", file.Defaults.Session)
 	for i, route := range file.Routes {
 		n, key := routeNodes[i], fmt.Sprintf("routes[%d]", i)
+		file.Routes[i].Line = n.Line
 		switch {
 		case route.Name == "":
 			r.at(n, key, "no name; accepted: a name, used in logs and metrics")
@@ -27,8 +28,10 @@ func (r *reader) check(root *yaml.Node, file *File) {
 			r.at(valueOf(n, "name"), key+".name", "%q is the name of an earlier route; accepted: a name of its own", route.Name)
 		}
 		seen[route.Name] = true
+		_, hasEndpoints := keyNode(n, "endpoints")
 		switch {
-		case len(route.Endpoints) == 0 && route.Redirect == nil:
+		case len(route.Endpoints) == 0 && route.Redirect == nil && !hasEndpoints:
+			// (A list that is there but failed to decode has its problems.)
 			r.at(n, key, "no endpoints and no redirect; accepted: one of them")
 		case len(route.Endpoints) > 0 && route.Redirect != nil:
 			r.at(n, key, "both endpoints and a redirect; accepted: one of them")
@@ -40,7 +43,9 @@ func (r *reader) check(root *yaml.Node, file *File) {
 		if err := routes.Check(check); err != nil {
 			r.at(n, key, "%v", err)
 		}
-		r.checkSession(valueOf(n, "session"), key+".session", route.Session)
+		// A route's session block may take its header or cookie from the
+		// defaults'.
+		r.checkSession(valueOf(n, "session"), key+".session", route.Settings.Over(file.Defaults).Session)
 	}
 }
 

@@ -171,3 +171,41 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestRouteSettingsOverTheDefaults(t *testing.T) {
+	t.Parallel()
+	file, err := Parse("f.yaml", []byte(`
+defaults:
+  mode: hedged
+  hedge: {delay: p95, budget: 5%}
+  timeout: 30s
+  session: {header: X-S, unknown: reject}
+routes:
+  - name: r
+    endpoints: [http://a.example]
+    hedge: {budget: 10%}
+    timeout: 5s
+    session: {cookie: sid}
+`), nil)
+	require.NoError(t, err)
+	merged := file.Routes[0].Settings.Over(file.Defaults)
+	assert.Equal(t, Hedged, *merged.Mode, "inherited")
+	assert.Equal(t, 5*time.Second, time.Duration(*merged.Timeout), "the route's own")
+	assert.Equal(t, "p95", merged.Hedge.Delay.Value.String(), "a block merges key by key")
+	assert.InDelta(t, 0.10, float64(merged.Hedge.Budget.Value), 1e-9)
+	assert.Equal(t, Token("X-S"), *merged.Session.Header)
+	assert.Equal(t, Token("sid"), *merged.Session.Cookie)
+	assert.Equal(t, session.Reject, merged.Session.Unknown.Value)
+	assert.InDelta(t, 0.05, float64(file.Defaults.Hedge.Budget.Value), 1e-9, "the defaults are not changed")
+	assert.Nil(t, file.Routes[0].Session.Header, "nor the route's own")
+}
+
+func TestARouteSessionMayTakeItsHeaderFromTheDefaults(t *testing.T) {
+	t.Parallel()
+	_, err := Parse("f.yaml", []byte(`
+defaults: {session: {header: X-S}}
+routes:
+  - {name: r, endpoints: [http://a.example], session: {unknown: reject}}
+`), nil)
+	assert.NoError(t, err)
+}

@@ -85,6 +85,8 @@ type Route struct {
 	Endpoints   []Endpoint `yaml:"endpoints"`
 	Redirect    *Redirect  `yaml:"redirect"`
 	Settings    `yaml:",inline"`
+	// Line is the route's line in the file, for problems found later.
+	Line int `yaml:"-"`
 }
 
 // Match is what a route takes: a host, a path prefix, or both.

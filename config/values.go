@@ -39,6 +39,8 @@ type Text[T any] struct {
 	Value T
 }
 
+func (*Text[T]) isValue() {}
+
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (t *Text[T]) UnmarshalYAML(n *yaml.Node) error {
 	return scalar(n, func(s string) error {
@@ -136,10 +138,21 @@ func (e *Endpoint) UnmarshalYAML(n *yaml.Node) error {
 
 // valueOf returns the value node of key in mapping n, or n itself.
 func valueOf(n *yaml.Node, key string) *yaml.Node {
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return n.Content[i+1]
-		}
+	if v, ok := keyNode(n, key); ok {
+		return v
 	}
 	return n
+}
+
+// keyNode returns the value node of key in mapping n, if it has key.
+func keyNode(n *yaml.Node, key string) (*yaml.Node, bool) {
+	if n.Kind != yaml.MappingNode {
+		return nil, false
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1], true
+		}
+	}
+	return nil, false
 }

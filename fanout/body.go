@@ -15,16 +15,16 @@ var errReplayMemoryFull = errors.New("the request bodies held for replay are at 
 // replayStep is the replay memory a body of unknown length first reserves.
 const replayStep = 32 << 10
 
-// replayMemory counts the request body bytes held in memory for replay by all
+// ReplayMemory counts the request body bytes held in memory for replay by all
 // requests, against a cap, so that many large uploads at once cannot run the
-// proxy out of memory.
-type replayMemory struct {
+// proxy out of memory. The zero value holds nothing.
+type ReplayMemory struct {
 	held atomic.Int64
 }
 
 // reserve takes n bytes of the cap (none if the cap is zero or less) and
 // reports whether they fitted.
-func (m *replayMemory) reserve(n, limit int64) bool {
+func (m *ReplayMemory) reserve(n, limit int64) bool {
 	if limit <= 0 {
 		return true
 	}
@@ -47,7 +47,7 @@ type requestBody struct {
 	// reserved is what the body holds of the replay memory; release gives it
 	// back.
 	reserved int64
-	memory   *replayMemory
+	memory   *ReplayMemory
 }
 
 // emptyBody is the body of every request without one. It holds nothing, so
@@ -59,7 +59,7 @@ var emptyBody = &requestBody{replayable: true}
 // errReplayMemoryFull when they do not fit. A larger body is left to stream:
 // what was already read is put back in front of the rest. The caller releases
 // the body once no attempt reads it any more.
-func captureBody(r *http.Request, limit int64, memory *replayMemory, memoryLimit int64) (*requestBody, error) {
+func captureBody(r *http.Request, limit int64, memory *ReplayMemory, memoryLimit int64) (*requestBody, error) {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return emptyBody, nil
 	}

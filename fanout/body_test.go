@@ -30,7 +30,7 @@ func TestCaptureBodyHoldsReplayMemory(t *testing.T) {
 			t.Parallel()
 			r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(tt.body))
 			r.ContentLength = tt.contentLength
-			var memory replayMemory
+			var memory ReplayMemory
 			body, err := captureBody(r, tt.limit, &memory, 1<<20)
 			require.NoError(t, err)
 			assert.Equal(t, tt.wantReplay, body.replayable)
@@ -48,7 +48,7 @@ func TestCaptureBodyHoldsReplayMemory(t *testing.T) {
 
 func TestCaptureBodyRefusesWhenReplayMemoryIsFull(t *testing.T) {
 	t.Parallel()
-	var memory replayMemory
+	var memory ReplayMemory
 	first, err := captureBody(httptest.NewRequest(http.MethodPost, "/", strings.NewReader(strings.Repeat("a", 80))), 100, &memory, 100)
 	require.NoError(t, err)
 	for _, contentLength := range []int64{50, -1} {
@@ -158,4 +158,33 @@ func TestASingleAttemptStreamsItsBody(t *testing.T) {
 			assert.True(t, <-streamed, "the endpoint had no part of the body before the client sent all of it")
 		})
 	}
+}
+
+func TestProxiesSharingReplayMemoryShareItsCap(t *testing.T) {
+	t.Parallel()
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	slow := newBackend(t, func(http.ResponseWriter, *http.Request) {
+		entered <- struct{}{}
+		<-release
+	})
+	spare := newBackend(t, answer(http.StatusOK, "spare"))
+	shared := &ReplayMemory{}
+	capped := func(p *Proxy) { p.MaxBodyBuffer, p.MaxReplayMemory, p.ReplayMemory = 100, 100, shared }
+	first := serve(t, buildProxy(t, Serial(), []string{slow.srv.URL, spare.srv.URL}, capped))
+	second := serve(t, buildProxy(t, Serial(), []string{spare.srv.URL, slow.srv.URL}, capped))
+	held := make(chan int, 1)
+	go func() {
+		resp, err := http.Post(first.URL+"/", "text/plain", strings.NewReader(strings.Repeat("a", 80)))
+		if err != nil {
+			held <- 0
+			return
+		}
+		resp.Body.Close()
+		held <- resp.StatusCode
+	}()
+	waitFor(t, entered, "the first proxy's request at its endpoint")
+	resp, _ := do(t, http.MethodPost, second.URL+"/", strings.NewReader(strings.Repeat("b", 50)))
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "the other proxy's body holds the shared cap")
+	close(release)
+	assert.Equal(t, http.StatusOK, <-held)
 }

@@ -45,6 +45,8 @@ const (
 // Event is one thing the engine did with a request.
 type Event struct {
 	Kind EventKind
+	// Route is the proxy's Route.
+	Route string
 	// Request is the client's request.
 	Request *http.Request
 	// Endpoint and Attempt (numbered from 1) are the attempt's, for attempt
@@ -92,6 +94,7 @@ type Done struct {
 
 // observe tells every observer about e.
 func (p *Proxy) observe(e Event) {
+	e.Route = p.Route
 	for _, o := range p.Observers {
 		o.Observe(e)
 	}

@@ -48,8 +48,11 @@ type Proxy struct {
 	// replay, all requests together; a request whose body does not fit gets
 	// 503. If zero, there is no cap.
 	MaxReplayMemory int64
-	// replayMemory counts those bytes.
-	replayMemory replayMemory
+	// ReplayMemory, if set, counts those bytes together with the proxies that
+	// share it (the routes of one listener, under one cap); if nil, the proxy
+	// counts its own in replayMemory.
+	ReplayMemory *ReplayMemory
+	replayMemory ReplayMemory
 	// Timeout bounds the wait for a terminal answer's headers, all attempts
 	// together; the body then streams for as long as it flows. If zero, there
 	// is no bound.
@@ -83,6 +86,9 @@ type Proxy struct {
 	// Observers are told what happens to each request (see Observer); the
 	// request log is RequestLog. If empty, nobody is.
 	Observers []Observer
+	// Route names the route the proxy serves, for the log; "" for the
+	// command line's one.
+	Route string
 	// Sessions, if set, pins each session to one endpoint: a request whose
 	// session id is pinned goes there alone, and an answer that gives out an
 	// id pins it to its endpoint. If nil, requests have no sessions.
@@ -111,7 +117,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		x.reply(w)
 		return
 	}
-	body, err := captureBody(r, p.replayLimit(), &p.replayMemory, p.MaxReplayMemory)
+	memory := p.ReplayMemory
+	if memory == nil {
+		memory = &p.replayMemory
+	}
+	body, err := captureBody(r, p.replayLimit(), memory, p.MaxReplayMemory)
 	if err != nil {
 		x.done.Ending = bodyEnding(r, err)
 		x.done.Err = err

@@ -48,6 +48,9 @@ func logRequest(e Event) {
 	if event == nil {
 		return
 	}
+	if e.Route != "" {
+		event = event.Str("route", e.Route)
+	}
 	event = event.
 		Str("method", e.Request.Method).
 		// The query is left out: it may carry API keys.

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// pathEndpoint is an endpoint that answers with its name and the path it got.
+func pathEndpoint(t *testing.T, name string) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %s", name, r.URL.RequestURI())
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// writeConfig writes text to a file of the test's and returns its path.
+func writeConfig(t *testing.T, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "proxy.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(text), 0o600))
+	return path
+}
+
+// fetch sends a GET for target with host to the proxy at address, without
+// following redirects, and returns the answer and its body.
+func fetch(t *testing.T, address, host, target string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "http://"+address+target, nil)
+	require.NoError(t, err)
+	req.Host = host
+	client := &http.Client{Timeout: hangGuard, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp, string(body)
+}
+
+func TestConfigRoutesEachRequest(t *testing.T) {
+	t.Parallel()
+	one, two, three := pathEndpoint(t, "one"), pathEndpoint(t, "two"), pathEndpoint(t, "three")
+	path := writeConfig(t, fmt.Sprintf(`
+defaults:
+  mode: fanout
+  debug_headers: true
+routes:
+  - name: api
+    match: {host: api.example.com}
+    endpoints: [%s]
+  - name: search
+    match: {path: /search/}
+    strip_prefix: true
+    mode: serial
+    endpoints: ["%s/s", "%s/s"]
+  - name: docs
+    match: {path: /docs}
+    redirect: {to: "https://docs.example/"}
+  - name: rest
+    match: {path: /}
+    endpoints: ["${THREE}"]
+`, one.URL, two.URL, three.URL))
+	p := startProxy(t, []string{"THREE=" + three.URL}, "-config", path)
+
+	_, body := fetch(t, p.address, "API.example.com:8080", "/search/x")
+	assert.Equal(t, "one /search/x", body, "a host route beats a longer path")
+	resp, body := fetch(t, p.address, "other", "/search/v1/x?q=1")
+	assert.Equal(t, "two /s/v1/x?q=1", body, "stripped, under the endpoint's prefix")
+	assert.Equal(t, "1", resp.Header.Get("X-Proxy-Attempts"), "serial: the route's own mode")
+	resp, body = fetch(t, p.address, "other", "/other")
+	assert.Equal(t, "three /other", body, "${THREE} from the environment")
+	assert.Equal(t, "1", resp.Header.Get("X-Proxy-Attempts"))
+	resp, _ = fetch(t, p.address, "other", "/docs/guide?x=1")
+	assert.Equal(t, http.StatusPermanentRedirect, resp.StatusCode)
+	assert.Equal(t, "https://docs.example/guide?x=1", resp.Header.Get("Location"))
+}
+
+func TestNoRouteGets404(t *testing.T) {
+	t.Parallel()
+	one := pathEndpoint(t, "one")
+	p := startProxy(t, nil, "-config", writeConfig(t, fmt.Sprintf("routes:\n  - {name: api, match: {path: /api}, endpoints: [%s]}\n", one.URL)))
+	resp, body := fetch(t, p.address, "h.example", "/x")
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
+	assert.Equal(t, "404 Not Found: no route matches host \"h.example\" and path \"/x\"\n", body)
+}
+
+func TestAFlagOnTheCommandLineWinsOverTheFile(t *testing.T) {
+	t.Parallel()
+	one := pathEndpoint(t, "one")
+	path := writeConfig(t, fmt.Sprintf("defaults: {debug_headers: true}\nroutes:\n  - {name: r, endpoints: [%s]}\n", one.URL))
+	resp, _ := fetch(t, startProxy(t, nil, "-config", path).address, "h", "/")
+	assert.Equal(t, "1", resp.Header.Get("X-Proxy-Attempts"), "the file's setting")
+	resp, _ = fetch(t, startProxy(t, nil, "-config", path, "-debug-headers=false").address, "h", "/")
+	assert.Empty(t, resp.Header.Get("X-Proxy-Attempts"), "the command line's")
+	resp, _ = fetch(t, startProxy(t, []string{"BALANCING_REVERSE_PROXY_DEBUG_HEADERS=false"}, "-config", path).address, "h", "/")
+	assert.Empty(t, resp.Header.Get("X-Proxy-Attempts"), "the environment's")
+}
+
+func TestListenComesFromTheFileUnlessGiven(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	address := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	one := pathEndpoint(t, "one")
+	path := writeConfig(t, fmt.Sprintf("listen: %s\nroutes:\n  - {name: r, endpoints: [%s]}\n", address, one.URL))
+	// startProxy gives -address 127.0.0.1:0, which wins; run it without.
+	code, stdout, stderr := runToEnd(t, nil, "-config", path, "-check-config")
+	require.Equal(t, 0, code, stderr)
+	assert.Equal(t, path+": good, 1 routes\n", stdout)
+	p := startProxy(t, nil, "-config", path)
+	assert.NotEqual(t, address, p.address, "-address on the command line wins")
+}
+
+func TestCheckConfig(t *testing.T) {
+	t.Parallel()
+	good := writeConfig(t, "routes:\n  - {name: r, endpoints: [http://127.0.0.1:1]}\n")
+	code, stdout, stderr := runToEnd(t, nil, "-check-config", "-config", good)
+	assert.Equal(t, 0, code)
+	assert.Equal(t, good+": good, 1 routes\n", stdout)
+	assert.Empty(t, stderr)
+
+	bad := writeConfig(t, `lisen: x
+defaults: {mode: fast}
+routes:
+  - {name: r, endpoints: [ftp://a]}
+  - {name: h, endpoints: [http://a], hedge: {delay_min: 2s, delay_max: 1s}, mode: hedged}
+`)
+	code, stdout, stderr = runToEnd(t, nil, "-check-config", "-config", bad)
+	assert.Equal(t, 2, code)
+	assert.Empty(t, stdout)
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	assert.Len(t, lines, 3, stderr)
+	assert.Contains(t, stderr, bad+":1: lisen: unknown key")
+	assert.Contains(t, stderr, bad+`:2: defaults.mode: "fast"`)
+	assert.Contains(t, stderr, bad+`:4: routes[0].endpoints[0]:`)
+
+	settings := writeConfig(t, "routes:\n  - {name: h, endpoints: [http://a], hedge: {delay_min: 2s, delay_max: 1s}, mode: hedged}\n")
+	code, _, stderr = runToEnd(t, nil, "-check-config", "-config", settings)
+	assert.Equal(t, 2, code)
+	assert.Equal(t, settings+":2: routes[0] (h): --hedge-delay-min 2s is above --hedge-delay-max 1s; accepted: min <= max\n", stderr)
+
+	code, _, stderr = runToEnd(t, nil, "-config", bad)
+	assert.Equal(t, 2, code, "a bad file at a normal start: the same problems")
+	assert.Contains(t, stderr, bad+":1: lisen: unknown key")
+}
+
+func TestConfigAndEndpointsTogetherIsAnError(t *testing.T) {
+	t.Parallel()
+	path := writeConfig(t, "routes:\n  - {name: r, endpoints: [http://a]}\n")
+	code, _, stderr := runToEnd(t, nil, "-config", path, "-e", "http://b")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, "--config")
+	assert.Contains(t, stderr, "accepted: one of them")
+	code, _, stderr = runToEnd(t, nil, "-check-config", "-e", "http://b")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, "--check-config needs --config FILE")
+}

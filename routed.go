@@ -1,0 +1,186 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"balancing-reverse-proxy/config"
+	"balancing-reverse-proxy/endpoints"
+	"balancing-reverse-proxy/fanout"
+	"balancing-reverse-proxy/routes"
+	"balancing-reverse-proxy/wire"
+)
+
+// routedEngines is what serves the requests: an engine per route, and the
+// handler that picks among them.
+type routedEngines struct {
+	handler http.Handler
+	engines []*engine
+	// describe adds to the listening line what is served.
+	describe func(*zerolog.Event) *zerolog.Event
+}
+
+// routed builds the engines: one of the command line's endpoints and
+// settings, or with --config one per route of the file.
+func (c *CLI) routed(transport *wire.Transport, logger zerolog.Logger) (*routedEngines, error) {
+	replay := &fanout.ReplayMemory{}
+	if c.Config == "" {
+		e, err := c.newEngine("", transport, replay, logger)
+		if err != nil {
+			return nil, err
+		}
+		return &routedEngines{handler: e.proxy, engines: []*engine{e}, describe: func(ev *zerolog.Event) *zerolog.Event {
+			return ev.Str("mode", e.proxy.Schedule.String()).Str("terminal", c.TerminalResponses.String()).Str("order", string(c.Order))
+		}}, nil
+	}
+	file, routeCLIs, err := c.loadConfig()
+	if err != nil {
+		return nil, err
+	}
+	r := &routedEngines{}
+	table := make([]routes.Route, len(file.Routes))
+	for i, fr := range file.Routes {
+		table[i] = routes.Route{Name: fr.Name, Host: fr.Match.Host, Path: fr.Match.Path, StripPrefix: fr.StripPrefix}
+		if fr.Redirect != nil {
+			table[i].Redirect = &routes.Redirect{To: fr.Redirect.To, Status: fr.Redirect.Status}
+			logger.Info().Str("route", fr.Name).Str("to", fr.Redirect.To).Msg("configured redirect")
+			continue
+		}
+		e, err := routeCLIs[i].newEngine(fr.Name, transport, replay, logger.With().Str("route", fr.Name).Logger())
+		if err != nil {
+			r.stop()
+			return nil, err
+		}
+		r.engines = append(r.engines, e)
+		table[i].Handler = e.proxy
+	}
+	handler, err := routes.New(table)
+	if err != nil {
+		r.stop()
+		return nil, usageError{fmt.Errorf("--config %q: %w", c.Config, err)}
+	}
+	r.handler = handler
+	r.describe = func(ev *zerolog.Event) *zerolog.Event {
+		return ev.Str("config", c.Config).Int("routes", len(file.Routes))
+	}
+	return r, nil
+}
+
+// closeTunnels closes every engine's upgraded connections.
+func (r *routedEngines) closeTunnels() {
+	for _, e := range r.engines {
+		e.proxy.CloseTunnels()
+	}
+}
+
+// stop stops every engine.
+func (r *routedEngines) stop() {
+	for _, e := range r.engines {
+		e.stop()
+	}
+}
+
+// loadConfig reads --config and returns it with, for each route, the
+// command line its engine is built from: the flags, then the file's defaults
+// over them, then the route's own settings over those, but a flag given on
+// the command line (or in the environment) wins over the file. Every problem,
+// of the file or of a route's settings together, is in the error.
+func (c *CLI) loadConfig() (*config.File, []CLI, error) {
+	file, err := config.Load(c.Config, nil)
+	if err != nil {
+		return nil, nil, usageError{err}
+	}
+	var problems config.Problems
+	if file.Listen != "" && !c.given["address"] {
+		if err := checkAddress("listen", file.Listen); err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", c.Config, err))
+		}
+		c.Address = file.Listen
+	}
+	routeCLIs := make([]CLI, len(file.Routes))
+	for i, fr := range file.Routes {
+		rc := *c
+		rc.apply(fr.Settings.Over(file.Defaults))
+		list, err := endpointList(fr.Endpoints)
+		if err == nil {
+			rc.Endpoints = list
+			err = rc.validateSettings()
+		}
+		if err != nil && fr.Redirect == nil {
+			problems = append(problems, fmt.Sprintf("%s:%d: routes[%d] (%s): %v", c.Config, fr.Line, i, fr.Name, err))
+		}
+		routeCLIs[i] = rc
+	}
+	if len(problems) > 0 {
+		return nil, nil, usageError{problems}
+	}
+	return file, routeCLIs, nil
+}
+
+// endpointList is the endpoints of a route, numbered from 0.
+func endpointList(list []config.Endpoint) (endpoints.List, error) {
+	out := make(endpoints.List, 0, len(list))
+	for i, e := range list {
+		parsed, err := endpoints.Parse(e.URL)
+		if err != nil {
+			return nil, err
+		}
+		parsed[0].Index = i
+		out = append(out, parsed[0])
+	}
+	return out, nil
+}
+
+// apply sets c's settings to s's where s sets one and the flag was not given.
+func (c *CLI) apply(s config.Settings) {
+	set := func(flag string, present bool, f func()) {
+		if present && !c.given[flag] {
+			f()
+		}
+	}
+	if s.Mode != nil && !c.given["fanout"] && !c.given["hedge"] && !c.given["hedge-delay"] {
+		c.Fanout, c.Hedge = *s.Mode == config.FanOut, *s.Mode == config.Hedged
+		if *s.Mode != config.Hedged {
+			c.HedgeDelay = nil
+		}
+	}
+	if h := s.Hedge; h != nil {
+		set("hedge-delay", h.Delay != nil, func() { spec := h.Delay.Value; c.HedgeDelay = &spec })
+		set("hedge-delay-min", h.DelayMin != nil, func() { c.HedgeDelayMin = time.Duration(*h.DelayMin) })
+		set("hedge-delay-max", h.DelayMax != nil, func() { c.HedgeDelayMax = time.Duration(*h.DelayMax) })
+		set("hedge-budget", h.Budget != nil, func() { share := h.Budget.Value; c.HedgeBudget = &share })
+	}
+	set("terminal-responses", s.Terminal != nil, func() { c.TerminalResponses = s.Terminal.Value })
+	set("timeout", s.Timeout != nil, func() { c.Timeout = time.Duration(*s.Timeout) })
+	set("try-timeout", s.TryTimeout != nil, func() { c.TryTimeout = time.Duration(*s.TryTimeout) })
+	set("response-idle-timeout", s.ResponseIdleTimeout != nil, func() { c.ResponseIdleTimeout = time.Duration(*s.ResponseIdleTimeout) })
+	set("order", s.Order != nil, func() { c.Order = s.Order.Value })
+	set("max-attempts", s.MaxAttempts != nil, func() { c.MaxAttempts = int(*s.MaxAttempts) })
+	set("idempotent-only", s.IdempotentOnly != nil, func() { c.IdempotentOnly = *s.IdempotentOnly })
+	set("max-inflight", s.MaxInflight != nil, func() { c.MaxInflight = int(*s.MaxInflight) })
+	if e := s.Eject; e != nil {
+		set("eject-after", e.After != nil, func() { c.EjectAfter = int(*e.After) })
+		set("eject-backoff", e.Backoff != nil, func() { c.EjectBackoff = time.Duration(*e.Backoff) })
+		set("eject-backoff-max", e.BackoffMax != nil, func() { c.EjectBackoffMax = time.Duration(*e.BackoffMax) })
+	}
+	if h := s.Health; h != nil {
+		set("health-path", h.Path != nil, func() { c.HealthPath = *h.Path })
+		set("health-interval", h.Interval != nil, func() { c.HealthInterval = time.Duration(*h.Interval) })
+	}
+	set("max-body-buffer", s.MaxBodyBuffer != nil, func() { c.MaxBodyBuffer = s.MaxBodyBuffer.Value })
+	set("debug-headers", s.DebugHeaders != nil, func() { c.DebugHeaders = *s.DebugHeaders })
+	if ss := s.Session; ss != nil {
+		set("session-header", ss.Header != nil, func() { c.SessionHeader = string(*ss.Header) })
+		set("session-cookie", ss.Cookie != nil, func() { c.SessionCookie = string(*ss.Cookie) })
+		set("session-unknown", ss.Unknown != nil, func() { c.SessionUnknown = ss.Unknown.Value })
+		set("session-required", ss.Required != nil, func() { c.SessionRequired = *ss.Required })
+		set("session-failover", ss.Failover != nil, func() { c.SessionFailover = ss.Failover.Value })
+		set("session-ttl", ss.TTL != nil, func() { c.SessionTTL = time.Duration(*ss.TTL) })
+		set("session-store", ss.Store != nil, func() { c.SessionStore = *ss.Store })
+		set("session-store-prefix", ss.StorePrefix != nil, func() { c.SessionStorePrefix = *ss.StorePrefix })
+		set("session-store-timeout", ss.StoreTimeout != nil, func() { c.SessionStoreTimeout = time.Duration(*ss.StoreTimeout) })
+	}
+}
