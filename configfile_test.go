@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -167,4 +168,35 @@ func TestConfigAndEndpointsTogetherIsAnError(t *testing.T) {
 	code, _, stderr = runToEnd(t, nil, "-check-config", "-e", "http://b")
 	assert.Equal(t, 2, code)
 	assert.Contains(t, stderr, "--check-config needs --config FILE")
+}
+
+func TestTheExampleConfigurationIsAccepted(t *testing.T) {
+	t.Parallel()
+	for _, store := range []string{"memory", "redis://redis.internal:6379/0"} {
+		code, stdout, stderr := runToEnd(t, []string{"SESSION_STORE=" + store}, "-check-config", "-config", "deploy/config.example.yaml")
+		assert.Equal(t, 0, code, stderr)
+		assert.Equal(t, "deploy/config.example.yaml: good, 4 routes\n", stdout)
+	}
+}
+
+func TestTheSystemdUnitRunsTheCheckedConfiguration(t *testing.T) {
+	t.Parallel()
+	unit, err := os.ReadFile("deploy/balancing-reverse-proxy.service")
+	require.NoError(t, err)
+	// systemd-analyze checks the unit's syntax, with the binary where the unit
+	// expects it replaced by the tests' one.
+	analyze, err := exec.LookPath("systemd-analyze")
+	require.NoError(t, err, "needs systemd-analyze: apt-get install systemd (scripts/test.sh does)")
+	local := filepath.Join(t.TempDir(), "balancing-reverse-proxy.service")
+	require.NoError(t, os.WriteFile(local, []byte(strings.ReplaceAll(string(unit), "/usr/local/bin/balancing-reverse-proxy", binary)), 0o600))
+	out, err := exec.Command(analyze, "verify", local).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Empty(t, strings.TrimSpace(string(out)), "no warnings")
+	for _, line := range []string{
+		"ExecStartPre=/usr/local/bin/balancing-reverse-proxy -check-config -config /etc/balancing-reverse-proxy/config.yaml",
+		"ExecStart=/usr/local/bin/balancing-reverse-proxy -config /etc/balancing-reverse-proxy/config.yaml",
+		"DynamicUser=yes", "NoNewPrivileges=yes", "ProtectSystem=strict",
+	} {
+		assert.Contains(t, string(unit), line)
+	}
 }

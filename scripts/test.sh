@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README: "Run the tests"; CI runs exactly this).
 # It needs Go (1.26 or newer), plus gcc for the race detector, curl for multi-test.sh and
-# redis-server for the session replica tests; it installs the last three with apt-get when they
-# are missing and it runs as root.
+# redis-server for the session replica tests and systemd-analyze for the unit's; it installs
+# the last four with apt-get when they are missing and it runs as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +23,7 @@ command -v go >/dev/null || { echo "test.sh: Go is missing; install Go 1.26 or n
 need gcc gcc
 need curl curl
 need redis-server redis-server
+need systemd-analyze systemd
 
 echo "== gofmt"
 unformatted=$(gofmt -l .)
