@@ -200,3 +200,39 @@ func TestTheSystemdUnitRunsTheCheckedConfiguration(t *testing.T) {
 		assert.Contains(t, string(unit), line)
 	}
 }
+
+func TestEachEndpointGetsItsOwnHeaders(t *testing.T) {
+	t.Parallel()
+	seen := make(chan string, 2)
+	recording := func() *httptest.Server {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			seen <- r.Host + " " + r.Header.Get("Authorization")
+			w.WriteHeader(http.StatusInternalServerError) // so that the next endpoint is tried too
+		}))
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	vendor, plain := recording(), recording()
+	path := writeConfig(t, fmt.Sprintf(`routes:
+  - name: r
+    endpoints:
+      - url: %s
+        headers: {Authorization: "Bearer ${VENDOR_TOKEN}"}
+      - %s
+`, vendor.URL, plain.URL))
+	p := startProxy(t, []string{"VENDOR_TOKEN=s3cret"}, "-config", path)
+	req, err := http.NewRequest(http.MethodGet, "http://"+p.address+"/", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer client")
+	resp, err := (&http.Client{Timeout: hangGuard}).Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	got := []string{<-seen, <-seen}
+	assert.ElementsMatch(t, []string{
+		strings.TrimPrefix(vendor.URL, "http://") + " Bearer s3cret",
+		strings.TrimPrefix(plain.URL, "http://") + " Bearer client",
+	}, got, "the endpoint's own header wins over the client's; the other endpoint gets the client's")
+	for _, line := range p.startLines {
+		assert.NotContains(t, line, "s3cret", "a header's value is never logged")
+	}
+}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -65,7 +67,12 @@ func (c *CLI) newEngine(route string, transport *wire.Transport, replay *fanout.
 		proxy.Budget = budget.New(float64(*c.HedgeBudget), budget.DefaultFloor, 0)
 	}
 	for _, endpoint := range c.Endpoints {
-		logger.Info().Int("endpoint", endpoint.Index).Str("url", endpoint.String()).Msg("configured endpoint")
+		line := logger.Info().Int("endpoint", endpoint.Index).Str("url", endpoint.String())
+		if len(endpoint.Header) > 0 {
+			// Names only: the values are credentials.
+			line = line.Strs("headers", slices.Sorted(maps.Keys(endpoint.Header)))
+		}
+		line.Msg("configured endpoint")
 	}
 	if c.HealthPath != "" {
 		checker := &healthcheck.Checker{

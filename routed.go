@@ -129,6 +129,12 @@ func endpointList(list []config.Endpoint) (endpoints.List, error) {
 			return nil, err
 		}
 		parsed[0].Index = i
+		if len(e.Headers) > 0 {
+			parsed[0].Header = make(http.Header, len(e.Headers))
+			for name, value := range e.Headers {
+				parsed[0].Header.Set(name, string(value))
+			}
+		}
 		out = append(out, parsed[0])
 	}
 	return out, nil

@@ -104,7 +104,7 @@ func TestBadFilesNameFileLineAndKey(t *testing.T) {
 		{"bad size", route + "    max_body_buffer: lots\n", []string{`f.yaml:4: routes[0].max_body_buffer: size "lots"`}},
 		{"bad endpoint", "routes:\n  - name: r\n    endpoints: [ftp://a.example]\n", []string{`f.yaml:3: routes[0].endpoints[0]:`, `unknown scheme "ftp"`}},
 		{"two URLs in one", "routes:\n  - name: r\n    endpoints: [\"http://a,http://b\"]\n", []string{`f.yaml:3: routes[0].endpoints[0]: "http://a,http://b": accepted: one URL per endpoint`}},
-		{"endpoint as a mapping", "routes:\n  - name: r\n    endpoints:\n      - {url: http://a.example, wieght: 3}\n", []string{`f.yaml:4: routes[0].endpoints[0].wieght: unknown key; accepted: url`}},
+		{"endpoint as a mapping", "routes:\n  - name: r\n    endpoints:\n      - {url: http://a.example, wieght: 3}\n", []string{`f.yaml:4: routes[0].endpoints[0].wieght: unknown key; accepted: headers, url`}},
 		{"list for a value", route + "    timeout: [1s]\n", []string{`f.yaml:4: routes[0].timeout: accepted: a single value`}},
 		{"mapping for a list", "routes: {name: r}\n", []string{`f.yaml:1: routes: a mapping: accepted: a list`}},
 		{"bad session header", route + "    session: {header: \"X Session\"}\n", []string{`f.yaml:4: routes[0].session.header: "X Session": accepted: a header or cookie name`}},
@@ -208,4 +208,30 @@ routes:
   - {name: r, endpoints: [http://a.example], session: {unknown: reject}}
 `), nil)
 	assert.NoError(t, err)
+}
+
+func TestEndpointHeaders(t *testing.T) {
+	t.Parallel()
+	file, err := Parse("f.yaml", []byte(`
+routes:
+  - name: r
+    endpoints:
+      - url: https://one.example
+        headers: {Authorization: "Bearer ${TOKEN}", X-Api-Key: k}
+      - https://two.example
+`), env(map[string]string{"TOKEN": "t0k"}))
+	require.NoError(t, err)
+	assert.Equal(t, map[string]HeaderValue{"Authorization": "Bearer t0k", "X-Api-Key": "k"}, file.Routes[0].Endpoints[0].Headers)
+	assert.Empty(t, file.Routes[0].Endpoints[1].Headers)
+	for text, want := range map[string]string{
+		"{Host: x}":              `f.yaml:5: header "Host" is the proxy's own`,
+		"{transfer-encoding: x}": `f.yaml:5: header "transfer-encoding" is the proxy's own`,
+		`{"X Y": x}`:             `f.yaml:5: header "X Y": accepted: a header name`,
+		`{X-A: "a\nb"}`:          `f.yaml:5: routes[0].endpoints[0].headers.X-A: a value with a line break`,
+		"{X-A: [a, b]}":          `f.yaml:5: routes[0].endpoints[0].headers.X-A: accepted: a single value`,
+	} {
+		_, err := Parse("f.yaml", []byte("routes:\n  - name: r\n    endpoints:\n      - url: https://one.example\n        headers: "+text+"\n"), nil)
+		require.Error(t, err, text)
+		assert.Contains(t, err.Error(), want, text)
+	}
 }

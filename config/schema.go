@@ -105,4 +105,7 @@ type Redirect struct {
 // Endpoint with only its URL.
 type Endpoint struct {
 	URL string `yaml:"url"`
+	// Headers are set on every attempt to the endpoint, over the client's
+	// headers of the same names.
+	Headers map[string]HeaderValue `yaml:"headers"`
 }

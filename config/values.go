@@ -3,6 +3,8 @@ package config
 import (
 	"encoding"
 	"fmt"
+	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -114,6 +116,26 @@ func (t *Token) UnmarshalYAML(n *yaml.Node) error {
 	})
 }
 
+// HeaderValue is the value of a header an endpoint's attempts get.
+type HeaderValue string
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (h *HeaderValue) UnmarshalYAML(n *yaml.Node) error {
+	return scalar(n, func(s string) error {
+		if strings.ContainsAny(s, "\r\n\x00") {
+			return fmt.Errorf("a value with a line break or a NUL; accepted: one line")
+		}
+		*h = HeaderValue(s)
+		return nil
+	})
+}
+
+// reservedHeaders are the headers an endpoint's own may not set: the proxy's
+// framing and forwarding are its own.
+var reservedHeaders = []string{
+	"Connection", "Content-Length", "Host", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
 // UnmarshalYAML implements yaml.Unmarshaler: a bare URL is short for
 // {url: URL}.
 func (e *Endpoint) UnmarshalYAML(n *yaml.Node) error {
@@ -126,6 +148,17 @@ func (e *Endpoint) UnmarshalYAML(n *yaml.Node) error {
 			return err
 		}
 		urlNode = valueOf(n, "url")
+		if headers, ok := keyNode(n, "headers"); ok && headers.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(headers.Content); i += 2 {
+				name := headers.Content[i]
+				switch {
+				case !forward.IsToken(name.Value):
+					return badValue(name, "header %q: accepted: a header name, letters, digits and !#$%%&'*+-.^_`|~", name.Value)
+				case slices.Contains(reservedHeaders, http.CanonicalHeaderKey(name.Value)):
+					return badValue(name, "header %q is the proxy's own; accepted: any other", name.Value)
+				}
+			}
+		}
 	}
 	if strings.Contains(e.URL, ",") {
 		return badValue(urlNode, "%q: accepted: one URL per endpoint", e.URL)

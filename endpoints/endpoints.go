@@ -7,6 +7,7 @@ package endpoints
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -25,6 +26,9 @@ type Endpoint struct {
 	Index int
 	// URL is the base URL: scheme, host and optional path prefix.
 	URL *url.URL
+	// Header, if not empty, is set on every attempt to the endpoint, over the
+	// client's headers of the same names (credentials of its own, say).
+	Header http.Header
 }
 
 // String returns the endpoint's base URL as configured.

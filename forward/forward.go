@@ -91,13 +91,19 @@ func Prepare(in *http.Request, opts Options) Request {
 
 // To returns the request that attempt number attempt sends to e, made with
 // ctx: the client's escaped path and raw query joined under e's path prefix,
-// e's Host, and body sent with length (-1 for unknown; the transport closes
-// it). Attempts may be made at once, from several goroutines.
+// e's Host, e's own headers over the client's, and body sent with length (-1
+// for unknown; the transport closes it). Attempts may be made at once, from
+// several goroutines.
 func (r *Request) To(ctx context.Context, e endpoints.Endpoint, attempt int, body io.ReadCloser, length int64) *http.Request {
 	header := r.header
-	if attempt != 1 {
+	if attempt != 1 || len(e.Header) > 0 {
 		header = maps.Clone(r.header)
-		header[AttemptHeader] = []string{strconv.Itoa(attempt)}
+		if attempt != 1 {
+			header[AttemptHeader] = []string{strconv.Itoa(attempt)}
+		}
+		// The values are shared, never changed: an attempt's header is not
+		// written to once it is made.
+		maps.Copy(header, e.Header)
 	}
 	out := (&http.Request{
 		Method:        r.in.Method,

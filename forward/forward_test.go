@@ -502,3 +502,23 @@ func TestParseTrustedProxies(t *testing.T) {
 		assert.ErrorContains(t, err, "accepted:", bad)
 	}
 }
+
+func TestAnEndpointsOwnHeadersWinOverTheClients(t *testing.T) {
+	t.Parallel()
+	e := mustEndpoint(t, "http://127.0.0.1:9000")
+	e.Header = http.Header{"Authorization": {"Bearer vendor"}, "X-Api-Key": {"k"}}
+	other := mustEndpoint(t, "http://127.0.0.1:9001")
+	in := httptest.NewRequest(http.MethodGet, "/x", nil)
+	in.Header.Set("Authorization", "Bearer client")
+	in.Header.Set("X-Kept", "1")
+	req := prepared(in, Options{})
+	for attempt := 1; attempt <= 2; attempt++ {
+		out := req.To(context.Background(), e, attempt, nil, 0)
+		assert.Equal(t, []string{"Bearer vendor"}, out.Header["Authorization"], "attempt %d", attempt)
+		assert.Equal(t, "k", out.Header.Get("X-Api-Key"))
+		assert.Equal(t, "1", out.Header.Get("X-Kept"))
+	}
+	assert.Equal(t, "Bearer client", req.To(context.Background(), other, 1, nil, 0).Header.Get("Authorization"),
+		"another endpoint's attempt keeps the client's")
+	assert.Equal(t, "Bearer client", in.Header.Get("Authorization"), "the client's request is left alone")
+}
