@@ -236,3 +236,29 @@ func TestEachEndpointGetsItsOwnHeaders(t *testing.T) {
 		assert.NotContains(t, line, "s3cret", "a header's value is never logged")
 	}
 }
+
+func TestWeightedOrderSplitsByTheEndpointsWeights(t *testing.T) {
+	t.Parallel()
+	a, b, c := pathEndpoint(t, "a"), pathEndpoint(t, "b"), pathEndpoint(t, "c")
+	path := writeConfig(t, fmt.Sprintf(`routes:
+  - name: r
+    order: weighted
+    endpoints:
+      - {url: %s, weight: 5}
+      - %s
+      - {url: %s, weight: 1}
+`, a.URL, b.URL, c.URL))
+	p := startProxy(t, nil, "-config", path)
+	counts := map[string]int{}
+	var first []string
+	for i := range 700 {
+		_, body := fetch(t, p.address, "h", "/")
+		name, _, _ := strings.Cut(body, " ")
+		counts[name]++
+		if i < 7 {
+			first = append(first, name)
+		}
+	}
+	assert.Equal(t, []string{"a", "a", "b", "a", "c", "a", "a"}, first, "smooth: never a burst")
+	assert.Equal(t, map[string]int{"a": 500, "b": 100, "c": 100}, counts)
+}

@@ -56,7 +56,7 @@ type CLI struct {
 	HedgeBudget            *budget.Share          `placeholder:"PERCENT" help:"Cap extra attempts (hedges and fail-overs) at this share of recent requests, such as 5%, plus one a second. Default: no cap."`
 	MaxAttempts            int                    `help:"Most attempts per request (0: one per endpoint)."`
 	IdempotentOnly         bool                   `help:"Give extra attempts only to requests that are safe to repeat: GET, HEAD, OPTIONS, PUT, DELETE, TRACE, or with an Idempotency-Key header. Others get one attempt (plus a fail-over when it failed before sending)."`
-	Order                  endpoints.Order        `default:"priority" enum:"priority,round-robin,fastest" help:"Order in which a request tries the endpoints: priority (as listed), round-robin, or fastest (lowest recent latency)."`
+	Order                  endpoints.Order        `default:"priority" enum:"priority,round-robin,fastest,weighted" help:"Order in which a request tries the endpoints: priority (as listed), round-robin, fastest (lowest recent latency), or weighted (smooth weighted round-robin over the weights of --config's endpoints; all 1 with --endpoints)."`
 	MaxInflight            int                    `help:"Most attempts one endpoint may have in flight; one at its cap is skipped (0: no cap)."`
 	EjectAfter             int                    `default:"5" help:"Failures in a row after which an endpoint is skipped for --eject-backoff (0: never)."`
 	EjectBackoff           time.Duration          `default:"1s" help:"How long an ejected endpoint is first skipped; doubles while it keeps failing, resets when it answers."`

@@ -129,6 +129,12 @@ func endpointList(list []config.Endpoint) (endpoints.List, error) {
 			return nil, err
 		}
 		parsed[0].Index = i
+		if e.Weight != nil {
+			parsed[0].Weight = int(*e.Weight)
+		}
+		if e.MaxInflight != nil {
+			parsed[0].MaxInflight = int(*e.MaxInflight)
+		}
 		if len(e.Headers) > 0 {
 			parsed[0].Header = make(http.Header, len(e.Headers))
 			for name, value := range e.Headers {

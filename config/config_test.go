@@ -104,7 +104,7 @@ func TestBadFilesNameFileLineAndKey(t *testing.T) {
 		{"bad size", route + "    max_body_buffer: lots\n", []string{`f.yaml:4: routes[0].max_body_buffer: size "lots"`}},
 		{"bad endpoint", "routes:\n  - name: r\n    endpoints: [ftp://a.example]\n", []string{`f.yaml:3: routes[0].endpoints[0]:`, `unknown scheme "ftp"`}},
 		{"two URLs in one", "routes:\n  - name: r\n    endpoints: [\"http://a,http://b\"]\n", []string{`f.yaml:3: routes[0].endpoints[0]: "http://a,http://b": accepted: one URL per endpoint`}},
-		{"endpoint as a mapping", "routes:\n  - name: r\n    endpoints:\n      - {url: http://a.example, wieght: 3}\n", []string{`f.yaml:4: routes[0].endpoints[0].wieght: unknown key; accepted: headers, url`}},
+		{"endpoint as a mapping", "routes:\n  - name: r\n    endpoints:\n      - {url: http://a.example, wieght: 3}\n", []string{`f.yaml:4: routes[0].endpoints[0].wieght: unknown key; accepted: headers, max_inflight, url, weight`}},
 		{"list for a value", route + "    timeout: [1s]\n", []string{`f.yaml:4: routes[0].timeout: accepted: a single value`}},
 		{"mapping for a list", "routes: {name: r}\n", []string{`f.yaml:1: routes: a mapping: accepted: a list`}},
 		{"bad session header", route + "    session: {header: \"X Session\"}\n", []string{`f.yaml:4: routes[0].session.header: "X Session": accepted: a header or cookie name`}},
@@ -234,4 +234,24 @@ routes:
 		require.Error(t, err, text)
 		assert.Contains(t, err.Error(), want, text)
 	}
+}
+
+func TestEndpointWeightAndCap(t *testing.T) {
+	t.Parallel()
+	file, err := Parse("f.yaml", []byte(`
+routes:
+  - name: r
+    order: weighted
+    endpoints:
+      - {url: https://one.example, weight: 3, max_inflight: 100}
+      - https://two.example
+`), nil)
+	require.NoError(t, err)
+	one := file.Routes[0].Endpoints[0]
+	assert.Equal(t, Weight(3), *one.Weight)
+	assert.Equal(t, Count(100), *one.MaxInflight)
+	assert.Equal(t, endpoints.Weighted, file.Routes[0].Order.Value)
+	assert.Nil(t, file.Routes[0].Endpoints[1].Weight)
+	_, err = Parse("f.yaml", []byte("routes:\n  - name: r\n    endpoints:\n      - {url: https://one.example, weight: 0}\n"), nil)
+	assert.ErrorContains(t, err, `f.yaml:4: routes[0].endpoints[0].weight: "0": accepted: a whole number from 1 to 1000000`)
 }

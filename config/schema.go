@@ -108,4 +108,8 @@ type Endpoint struct {
 	// Headers are set on every attempt to the endpoint, over the client's
 	// headers of the same names.
 	Headers map[string]HeaderValue `yaml:"headers"`
+	// Weight is the endpoint's share under order: weighted (default 1).
+	Weight *Weight `yaml:"weight"`
+	// MaxInflight is the endpoint's own in-flight cap, over the route's.
+	MaxInflight *Count `yaml:"max_inflight"`
 }

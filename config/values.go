@@ -80,6 +80,21 @@ func (c *Count) UnmarshalYAML(n *yaml.Node) error {
 	})
 }
 
+// Weight is an endpoint's weight: a whole number, 1 or more.
+type Weight int
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (w *Weight) UnmarshalYAML(n *yaml.Node) error {
+	return scalar(n, func(s string) error {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 1 || v > 1_000_000 {
+			return fmt.Errorf("%q: accepted: a whole number from 1 to 1000000", s)
+		}
+		*w = Weight(v)
+		return nil
+	})
+}
+
 // Mode is a route's mode: serial, fanout or hedged.
 type Mode string
 

@@ -29,6 +29,16 @@ type Endpoint struct {
 	// Header, if not empty, is set on every attempt to the endpoint, over the
 	// client's headers of the same names (credentials of its own, say).
 	Header http.Header
+	// Weight is the endpoint's share under the weighted order; 0 is 1.
+	Weight int
+	// MaxInflight, if positive, is the endpoint's own in-flight cap, instead
+	// of the pool's.
+	MaxInflight int
+}
+
+// weight is e's weight, at least 1.
+func (e Endpoint) weight() int {
+	return max(e.Weight, 1)
 }
 
 // String returns the endpoint's base URL as configured.

@@ -27,15 +27,19 @@ const (
 	// better of two chosen at random, so that one fast endpoint is not
 	// swamped; the rest follow from fastest to slowest.
 	Fastest Order = "fastest"
+	// Weighted starts each request with the endpoint that smooth weighted
+	// round-robin picks (nginx's: weights 5:1:1 give a a b a c a a, never a
+	// burst), and follows with the ones it would pick next.
+	Weighted Order = "weighted"
 )
 
 // Orders lists the accepted orders, for help and error messages.
-const Orders = "priority, round-robin or fastest"
+const Orders = "priority, round-robin, fastest or weighted"
 
 // UnmarshalText parses an order's name.
 func (o *Order) UnmarshalText(text []byte) error {
 	switch order := Order(text); order {
-	case Priority, RoundRobin, Fastest:
+	case Priority, RoundRobin, Fastest, Weighted:
 		*o = order
 		return nil
 	}
@@ -80,6 +84,9 @@ type Pool struct {
 	opts    PoolOptions
 	states  []*state
 	started atomic.Uint64 // requests planned, for round-robin
+	// turns are smooth weighted round-robin's current weights, by index.
+	turnsMu sync.Mutex
+	turns   []int
 	now     func() time.Time
 }
 
@@ -106,7 +113,7 @@ func NewPool(list List, opts PoolOptions) *Pool {
 		opts.Order = Priority
 	}
 	opts.EjectBackoffMax = max(opts.EjectBackoffMax, opts.EjectBackoff)
-	p := &Pool{list: list, byURL: make(map[string]int, len(list)), opts: opts, states: make([]*state, len(list)), now: time.Now}
+	p := &Pool{list: list, byURL: make(map[string]int, len(list)), opts: opts, states: make([]*state, len(list)), turns: make([]int, len(list)), now: time.Now}
 	for i := range p.states {
 		p.states[i] = &state{}
 		p.byURL[list[i].String()] = i
@@ -141,8 +148,39 @@ func (p *Pool) Plan() List {
 		slices.Reverse(plan)
 	case Fastest:
 		p.orderByLatency(plan, now)
+	case Weighted:
+		p.orderByWeight(plan)
 	}
 	return plan
+}
+
+// orderByWeight puts plan in smooth weighted round-robin order: first the
+// endpoint it picks for this request (which moves its turns on), then the
+// ones it would pick next among the others.
+func (p *Pool) orderByWeight(plan List) {
+	p.turnsMu.Lock()
+	defer p.turnsMu.Unlock()
+	pick := func(among List, turns []int) int {
+		best, total := -1, 0
+		for i, e := range among {
+			turns[e.Index] += e.weight()
+			total += e.weight()
+			if best < 0 || turns[e.Index] > turns[among[best].Index] {
+				best = i
+			}
+		}
+		turns[among[best].Index] -= total
+		return best
+	}
+	first := pick(plan, p.turns)
+	plan[0], plan[first] = plan[first], plan[0]
+	// The rest, on a copy of the turns: only a request's first endpoint
+	// counts as its pick.
+	turns := slices.Clone(p.turns)
+	for rest := plan[1:]; len(rest) > 1; rest = rest[1:] {
+		next := pick(rest, turns)
+		rest[0], rest[next] = rest[next], rest[0]
+	}
 }
 
 // orderByLatency sorts plan from fastest to slowest, then puts first the better
@@ -177,7 +215,16 @@ func (p *Pool) Find(url string) (Endpoint, bool) {
 
 // HasRoom reports whether e is under its in-flight cap now.
 func (p *Pool) HasRoom(e Endpoint) bool {
-	return p.opts.MaxInflight <= 0 || p.states[e.Index].inflight.Load() < int64(p.opts.MaxInflight)
+	limit := p.maxInflight(e)
+	return limit <= 0 || p.states[e.Index].inflight.Load() < int64(limit)
+}
+
+// maxInflight is e's in-flight cap: its own, else the pool's; 0 for none.
+func (p *Pool) maxInflight(e Endpoint) int {
+	if own := p.list[e.Index].MaxInflight; own > 0 {
+		return own
+	}
+	return p.opts.MaxInflight
 }
 
 // RetryIn returns how long e stays ejected or paused, 0 if it is neither.
@@ -191,14 +238,14 @@ func (p *Pool) RetryIn(e Endpoint) time.Duration {
 // Acquire takes one of e's in-flight places. It returns false, taking nothing,
 // when e is at its cap. Every true must be matched by one Release.
 func (p *Pool) Acquire(e Endpoint) bool {
-	inflight := &p.states[e.Index].inflight
-	if p.opts.MaxInflight <= 0 {
+	inflight, limit := &p.states[e.Index].inflight, p.maxInflight(e)
+	if limit <= 0 {
 		inflight.Add(1)
 		return true
 	}
 	for {
 		n := inflight.Load()
-		if n >= int64(p.opts.MaxInflight) {
+		if n >= int64(limit) {
 			return false
 		}
 		if inflight.CompareAndSwap(n, n+1) {

@@ -245,11 +245,13 @@ func TestAcquireHoldsTheCap(t *testing.T) {
 func TestOrderUnmarshalText(t *testing.T) {
 	t.Parallel()
 	var order Order
-	require.NoError(t, order.UnmarshalText([]byte("round-robin")))
-	assert.Equal(t, RoundRobin, order)
+	for _, want := range []Order{Priority, RoundRobin, Fastest, Weighted} {
+		require.NoError(t, order.UnmarshalText([]byte(want)))
+		assert.Equal(t, want, order)
+	}
 	err := order.UnmarshalText([]byte("random"))
 	require.Error(t, err)
-	assert.Equal(t, `unknown order "random"; accepted: priority, round-robin or fastest`, err.Error())
+	assert.Equal(t, `unknown order "random"; accepted: priority, round-robin, fastest or weighted`, err.Error())
 }
 
 func TestFindByTheURLAsConfigured(t *testing.T) {
@@ -290,4 +292,74 @@ func TestRetryInIsWhatIsLeftOfAnEjectionOrAPause(t *testing.T) {
 	assert.Equal(t, 30*time.Second, pool.RetryIn(e), "the later of the two")
 	clock.Advance(time.Minute)
 	assert.Zero(t, pool.RetryIn(e))
+}
+
+// weightedPool is a pool of three endpoints with the weights given, in the
+// weighted order.
+func weightedPool(t *testing.T, weights ...int) (*Pool, *fakeclock.Clock) {
+	t.Helper()
+	pool, clock := newTestPool(t, len(weights), PoolOptions{Order: Weighted, EjectAfter: 1, EjectBackoff: time.Minute})
+	for i, w := range weights {
+		pool.list[i].Weight = w
+	}
+	return pool, clock
+}
+
+func TestWeightedIsSmooth(t *testing.T) {
+	t.Parallel()
+	pool, _ := weightedPool(t, 5, 1, 1)
+	var firsts []int
+	for range 14 {
+		firsts = append(firsts, pool.Plan()[0].Index)
+	}
+	// nginx's sequence for 5:1:1, a a b a c a a, twice.
+	assert.Equal(t, []int{0, 0, 1, 0, 2, 0, 0, 0, 0, 1, 0, 2, 0, 0}, firsts)
+}
+
+func TestWeightedSplitsByWeight(t *testing.T) {
+	t.Parallel()
+	pool, _ := weightedPool(t, 3, 2, 1)
+	counts := make([]int, 3)
+	for range 1200 {
+		plan := pool.Plan()
+		require.Len(t, plan, 3)
+		counts[plan[0].Index]++
+	}
+	assert.Equal(t, []int{600, 400, 200}, counts)
+}
+
+func TestWeightedFollowsWithItsNextPicks(t *testing.T) {
+	t.Parallel()
+	pool, _ := weightedPool(t, 5, 1, 1)
+	// The first request: a, then among b and c the one it would pick next.
+	assert.Equal(t, []int{0, 1, 2}, indexes(pool.Plan()))
+	// The rest of a plan is not a pick: the next request still starts with a.
+	assert.Equal(t, 0, pool.Plan()[0].Index)
+	assert.Equal(t, 1, pool.Plan()[0].Index)
+}
+
+func TestWeightedSkipsEjectedEndpoints(t *testing.T) {
+	t.Parallel()
+	pool, _ := weightedPool(t, 5, 1, 1)
+	pool.Failed(pool.list[0], errors.New("refused"))
+	counts := make([]int, 3)
+	for range 100 {
+		plan := pool.Plan()
+		require.Len(t, plan, 2)
+		counts[plan[0].Index]++
+	}
+	assert.Equal(t, []int{0, 50, 50}, counts)
+}
+
+func TestAnEndpointsOwnInflightCap(t *testing.T) {
+	t.Parallel()
+	pool, _ := newTestPool(t, 2, PoolOptions{MaxInflight: 1})
+	pool.list[1].MaxInflight = 2
+	a, b := pool.list[0], pool.list[1]
+	require.True(t, pool.Acquire(a))
+	assert.False(t, pool.Acquire(a), "the pool's cap")
+	require.True(t, pool.Acquire(b))
+	require.True(t, pool.Acquire(b), "its own, higher")
+	assert.False(t, pool.Acquire(b))
+	assert.False(t, pool.HasRoom(b))
 }
