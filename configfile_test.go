@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bytes"
+	"crypto/tls"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +18,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"balancing-reverse-proxy/internal/testcert"
 )
 
 // pathEndpoint is an endpoint that answers with its name and the path it got.
@@ -261,4 +267,64 @@ func TestWeightedOrderSplitsByTheEndpointsWeights(t *testing.T) {
 	}
 	assert.Equal(t, []string{"a", "a", "b", "a", "c", "a", "a"}, first, "smooth: never a burst")
 	assert.Equal(t, map[string]int{"a": 500, "b": 100, "c": 100}, counts)
+}
+
+// caFile writes srv's certificate as a PEM file of the test's and returns
+// its path: the CA that an endpoint's tls.ca names.
+func caFile(t *testing.T, srv *httptest.Server) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ca.pem")
+	block := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	require.NoError(t, os.WriteFile(path, block, 0o600))
+	return path
+}
+
+func TestEndpointTLS(t *testing.T) {
+	t.Parallel()
+	// The refused handshakes are the test's point, not news for its log.
+	quiet := log.New(io.Discard, "", 0)
+	secure := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "secure") }))
+	secure.Config.ErrorLog = quiet
+	secure.StartTLS()
+	t.Cleanup(secure.Close)
+	client := testcert.New(t)
+	certFile, keyFile := client.WriteFiles(t)
+	mutual := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "client certificate %v", bytes.Equal(r.TLS.PeerCertificates[0].Raw, client.TLS.Certificate[0]))
+	}))
+	// The test certificate is a server's (its key usage), so the endpoint
+	// checks the one it gets is that one, rather than verifying it.
+	mutual.TLS = &tls.Config{ClientAuth: tls.RequireAnyClientCert}
+	mutual.Config.ErrorLog = quiet
+	mutual.StartTLS()
+	t.Cleanup(mutual.Close)
+	// httptest's certificate is for 127.0.0.1 and example.com.
+	path := writeConfig(t, fmt.Sprintf(`defaults: {debug_headers: true, eject: {after: 0}}
+routes:
+  - {name: ca, match: {path: /ca}, endpoints: [{url: %[1]s, tls: {ca: %[2]s}}]}
+  - {name: named, match: {path: /named}, endpoints: [{url: %[1]s, tls: {ca: %[2]s, server_name: example.com}}]}
+  - {name: misnamed, match: {path: /misnamed}, endpoints: [{url: %[1]s, tls: {ca: %[2]s, server_name: wrong.example}}]}
+  - {name: system, match: {path: /system}, endpoints: [%[1]s]}
+  - {name: insecure, match: {path: /insecure}, endpoints: [{url: %[1]s, tls: {insecure_skip_verify: true}}]}
+  - {name: mutual, match: {path: /mutual}, endpoints: [{url: %[3]s, tls: {ca: %[4]s, cert: %[5]s, key: %[6]s}}]}
+  - {name: anonymous, match: {path: /anonymous}, endpoints: [{url: %[3]s, tls: {ca: %[4]s}}]}
+`, secure.URL, caFile(t, secure), mutual.URL, caFile(t, mutual), certFile, keyFile))
+	p := startProxy(t, nil, "-config", path)
+	for target, want := range map[string]string{
+		"/ca": "secure", "/named": "secure", "/insecure": "secure", "/mutual": "client certificate true",
+		"/misnamed": "", "/system": "", "/anonymous": "",
+	} {
+		resp, body := fetch(t, p.address, "h", target)
+		if want == "" {
+			assert.Equal(t, http.StatusBadGateway, resp.StatusCode, "%s: the endpoint's certificate or ours is refused", target)
+			continue
+		}
+		assert.Equal(t, http.StatusOK, resp.StatusCode, target)
+		assert.Equal(t, want, body, target)
+	}
+	warned := false
+	for _, line := range p.startLines {
+		warned = warned || strings.Contains(line, "WRN insecure_skip_verify") && strings.Contains(line, "route=insecure")
+	}
+	assert.True(t, warned, "insecure_skip_verify is a warning at start-up:\n%s", strings.Join(p.startLines, "\n"))
 }

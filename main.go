@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -263,6 +264,17 @@ func (c *CLI) schedule() fanout.Schedule {
 	return fanout.Hedged(hedge.NewDelay(spec, hedge.Options{Min: c.HedgeDelayMin, Max: c.HedgeDelayMax}))
 }
 
+// wireOptions are the transport's options of the flags, with tlsConfig for
+// https:// endpoints (nil for the system's roots).
+func (c *CLI) wireOptions(tlsConfig *tls.Config) wire.Options {
+	return wire.Options{
+		MaxIdlePerHost:         c.idleConnsPerEndpoint(),
+		MaxResponseHeaderBytes: int64(c.MaxResponseHeaderBytes),
+		MaxResponseHeaders:     c.MaxResponseHeaders,
+		TLS:                    tlsConfig,
+	}
+}
+
 // idleConnsPerEndpoint sizes the idle connections kept per endpoint to the
 // concurrency the proxy can have: as many as client connections (an HTTP/1
 // one has at most one attempt per endpoint in flight), so that under load no
@@ -441,11 +453,7 @@ func (c *CLI) serve(ctx context.Context, releaseSignals func()) error {
 		return err
 	}
 
-	transport := wire.New(wire.Options{
-		MaxIdlePerHost:         c.idleConnsPerEndpoint(),
-		MaxResponseHeaderBytes: int64(c.MaxResponseHeaderBytes),
-		MaxResponseHeaders:     c.MaxResponseHeaders,
-	})
+	transport := wire.New(c.wireOptions(nil))
 	defer transport.CloseIdleConnections()
 	routed, err := c.routed(transport, logger)
 	if err != nil {

@@ -49,11 +49,15 @@ func (c *CLI) routed(transport *wire.Transport, logger zerolog.Logger) (*routedE
 			logger.Info().Str("route", fr.Name).Str("to", fr.Redirect.To).Msg("configured redirect")
 			continue
 		}
-		e, err := routeCLIs[i].newEngine(fr.Name, transport, replay, logger.With().Str("route", fr.Name).Logger())
+		routeLog := logger.With().Str("route", fr.Name).Logger()
+		closeTLS := c.endpointTransports(fr.Endpoints, routeCLIs[i].Endpoints, routeLog)
+		e, err := routeCLIs[i].newEngine(fr.Name, transport, replay, routeLog)
 		if err != nil {
+			closeTLS()
 			r.stop()
 			return nil, err
 		}
+		e.stops = append([]func(){closeTLS}, e.stops...)
 		r.engines = append(r.engines, e)
 		table[i].Handler = e.proxy
 	}
@@ -118,6 +122,32 @@ func (c *CLI) loadConfig() (*config.File, []CLI, error) {
 		return nil, nil, usageError{problems}
 	}
 	return file, routeCLIs, nil
+}
+
+// endpointTransports gives each endpoint of list whose configuration (in
+// configured, the same order) has tls a transport of its own, with c's
+// limits, and returns the function that closes their idle connections. An
+// endpoint that checks nothing of its certificate is logged as a warning.
+func (c *CLI) endpointTransports(configured []config.Endpoint, list endpoints.List, logger zerolog.Logger) func() {
+	var transports []*wire.Transport
+	for i, e := range configured {
+		if e.TLS == nil {
+			continue
+		}
+		// Checked when the file was read: it loads.
+		tlsConfig, _ := e.TLS.Load()
+		if e.TLS.InsecureSkipVerify {
+			logger.Warn().Int("endpoint", i).Str("url", e.URL).Msg("insecure_skip_verify: the endpoint's certificate is not checked")
+		}
+		t := wire.New(c.wireOptions(tlsConfig))
+		list[i].Transport = t
+		transports = append(transports, t)
+	}
+	return func() {
+		for _, t := range transports {
+			t.CloseIdleConnections()
+		}
+	}
 }
 
 // endpointList is the endpoints of a route, numbered from 0.

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 
@@ -46,6 +47,26 @@ func (r *reader) check(root *yaml.Node, file *File) {
 		// A route's session block may take its header or cookie from the
 		// defaults'.
 		r.checkSession(valueOf(n, "session"), key+".session", route.Settings.Over(file.Defaults).Session)
+		r.checkTLS(n, key, route.Endpoints)
+	}
+}
+
+// checkTLS reports endpoints whose TLS files do not load, or that are not
+// https://. n is their route's node.
+func (r *reader) checkTLS(n *yaml.Node, key string, list []Endpoint) {
+	items, _ := keyNode(n, "endpoints")
+	for j, e := range list {
+		if e.TLS == nil || items == nil || j >= len(items.Content) {
+			continue
+		}
+		at, where := valueOf(items.Content[j], "tls"), fmt.Sprintf("%s.endpoints[%d].tls", key, j)
+		if !strings.HasPrefix(e.URL, "https://") {
+			r.at(at, where, "for %q; accepted: tls on https:// endpoints only", e.URL)
+			continue
+		}
+		if _, err := e.TLS.Load(); err != nil {
+			r.at(at, where, "%v", err)
+		}
 	}
 }
 

@@ -104,7 +104,7 @@ func TestBadFilesNameFileLineAndKey(t *testing.T) {
 		{"bad size", route + "    max_body_buffer: lots\n", []string{`f.yaml:4: routes[0].max_body_buffer: size "lots"`}},
 		{"bad endpoint", "routes:\n  - name: r\n    endpoints: [ftp://a.example]\n", []string{`f.yaml:3: routes[0].endpoints[0]:`, `unknown scheme "ftp"`}},
 		{"two URLs in one", "routes:\n  - name: r\n    endpoints: [\"http://a,http://b\"]\n", []string{`f.yaml:3: routes[0].endpoints[0]: "http://a,http://b": accepted: one URL per endpoint`}},
-		{"endpoint as a mapping", "routes:\n  - name: r\n    endpoints:\n      - {url: http://a.example, wieght: 3}\n", []string{`f.yaml:4: routes[0].endpoints[0].wieght: unknown key; accepted: headers, max_inflight, url, weight`}},
+		{"endpoint as a mapping", "routes:\n  - name: r\n    endpoints:\n      - {url: http://a.example, wieght: 3}\n", []string{`f.yaml:4: routes[0].endpoints[0].wieght: unknown key; accepted: headers, max_inflight, tls, url, weight`}},
 		{"list for a value", route + "    timeout: [1s]\n", []string{`f.yaml:4: routes[0].timeout: accepted: a single value`}},
 		{"mapping for a list", "routes: {name: r}\n", []string{`f.yaml:1: routes: a mapping: accepted: a list`}},
 		{"bad session header", route + "    session: {header: \"X Session\"}\n", []string{`f.yaml:4: routes[0].session.header: "X Session": accepted: a header or cookie name`}},
@@ -254,4 +254,24 @@ routes:
 	assert.Nil(t, file.Routes[0].Endpoints[1].Weight)
 	_, err = Parse("f.yaml", []byte("routes:\n  - name: r\n    endpoints:\n      - {url: https://one.example, weight: 0}\n"), nil)
 	assert.ErrorContains(t, err, `f.yaml:4: routes[0].endpoints[0].weight: "0": accepted: a whole number from 1 to 1000000`)
+}
+
+func TestEndpointTLSFilesAreCheckedWhenTheFileIsRead(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "not.pem")
+	require.NoError(t, os.WriteFile(notPEM, []byte("hello"), 0o600))
+	for tlsBlock, want := range map[string]string{
+		"{ca: " + filepath.Join(dir, "missing.pem") + "}": "routes[0].endpoints[0].tls: ca: open",
+		"{ca: " + notPEM + "}":                            `routes[0].endpoints[0].tls: ca "` + notPEM + `": no certificate in it`,
+		"{cert: " + notPEM + "}":                          "routes[0].endpoints[0].tls: cert and key: accepted: both",
+		"{cert: " + notPEM + ", key: " + notPEM + "}":     `routes[0].endpoints[0].tls: cert "` + notPEM + `", key`,
+		"{cipher: x}":                                     "routes[0].endpoints[0].tls.cipher: unknown key; accepted: ca, cert, insecure_skip_verify, key, server_name",
+	} {
+		_, err := Parse("f.yaml", []byte("routes:\n  - name: r\n    endpoints:\n      - url: https://one.example\n        tls: "+tlsBlock+"\n"), nil)
+		require.Error(t, err, tlsBlock)
+		assert.Contains(t, err.Error(), "f.yaml:5: "+want, tlsBlock)
+	}
+	_, err := Parse("f.yaml", []byte("routes:\n  - name: r\n    endpoints:\n      - url: http://one.example\n        tls: {insecure_skip_verify: true}\n"), nil)
+	assert.ErrorContains(t, err, `f.yaml:5: routes[0].endpoints[0].tls: for "http://one.example"; accepted: tls on https:// endpoints only`)
 }

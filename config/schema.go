@@ -112,4 +112,21 @@ type Endpoint struct {
 	Weight *Weight `yaml:"weight"`
 	// MaxInflight is the endpoint's own in-flight cap, over the route's.
 	MaxInflight *Count `yaml:"max_inflight"`
+	// TLS is how the endpoint's TLS is checked, if not by the system's roots.
+	TLS *TLS `yaml:"tls"`
+}
+
+// TLS is an https:// endpoint's TLS: the roots its certificate is checked
+// against, the client certificate the proxy shows it, the name it checks.
+type TLS struct {
+	// CA is a PEM file of the certificates that sign the endpoint's.
+	CA string `yaml:"ca"`
+	// Cert and Key are PEM files of a client certificate and its key.
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	// ServerName is the name the endpoint's certificate is checked for, if
+	// not its URL's host.
+	ServerName string `yaml:"server_name"`
+	// InsecureSkipVerify checks nothing of the endpoint's certificate.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
 }

@@ -34,6 +34,9 @@ type Endpoint struct {
 	// MaxInflight, if positive, is the endpoint's own in-flight cap, instead
 	// of the pool's.
 	MaxInflight int
+	// Transport, if set, carries the attempts to the endpoint instead of the
+	// proxy's (one with TLS settings of its own).
+	Transport http.RoundTripper
 }
 
 // weight is e's weight, at least 1.

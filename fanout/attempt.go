@@ -35,8 +35,12 @@ type attempt struct {
 	atDeadline    bool
 }
 
-// send sends the attempt's request and waits for its headers.
+// send sends the attempt's request through transport (or the endpoint's own)
+// and waits for its headers.
 func (a *attempt) send(transport http.RoundTripper) *endpointresponse.Outcome {
+	if a.endpoint.Transport != nil {
+		transport = a.endpoint.Transport
+	}
 	start := time.Now()
 	var timer *time.Timer
 	if a.headerTimeout > 0 {
