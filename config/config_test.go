@@ -266,7 +266,7 @@ func TestEndpointTLSFilesAreCheckedWhenTheFileIsRead(t *testing.T) {
 		"{ca: " + notPEM + "}":                            `routes[0].endpoints[0].tls: ca "` + notPEM + `": no certificate in it`,
 		"{cert: " + notPEM + "}":                          "routes[0].endpoints[0].tls: cert and key: accepted: both",
 		"{cert: " + notPEM + ", key: " + notPEM + "}":     `routes[0].endpoints[0].tls: cert "` + notPEM + `", key`,
-		"{cipher: x}":                                     "routes[0].endpoints[0].tls.cipher: unknown key; accepted: ca, cert, insecure_skip_verify, key, server_name",
+		"{cipher: x}": "routes[0].endpoints[0].tls.cipher: unknown key; accepted: ca, cert, insecure_skip_verify, key, server_name",
 	} {
 		_, err := Parse("f.yaml", []byte("routes:\n  - name: r\n    endpoints:\n      - url: https://one.example\n        tls: "+tlsBlock+"\n"), nil)
 		require.Error(t, err, tlsBlock)
