@@ -15,7 +15,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	goredis "github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -123,12 +125,62 @@ func TestListenComesFromTheFileUnlessGiven(t *testing.T) {
 	require.NoError(t, ln.Close())
 	one := pathEndpoint(t, "one")
 	path := writeConfig(t, fmt.Sprintf("listen: %s\nroutes:\n  - {name: r, endpoints: [%s]}\n", address, one.URL))
-	// startProxy gives -address 127.0.0.1:0, which wins; run it without.
-	code, stdout, stderr := runToEnd(t, nil, "-config", path, "-check-config")
+	code, stdout, stderr := runToEnd(t, nil, "-config", path, "-stop-after", "200ms")
 	require.Equal(t, 0, code, stderr)
-	assert.Equal(t, path+": good, 1 routes\n", stdout)
+	assert.Contains(t, stdout, "listening address="+address, "the file's listen")
 	p := startProxy(t, nil, "-config", path)
 	assert.NotEqual(t, address, p.address, "-address on the command line wins")
+}
+
+func TestARouteModeDecidesWhatAnInheritedHedgeDelayDoes(t *testing.T) {
+	t.Parallel()
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(100 * time.Millisecond)
+		fmt.Fprint(w, "slow")
+	}))
+	t.Cleanup(slow.Close)
+	fast := pathEndpoint(t, "fast")
+	path := writeConfig(t, fmt.Sprintf(`defaults: {mode: hedged, hedge: {delay: 5ms}, debug_headers: true}
+routes:
+  - {name: serial, match: {path: /serial}, mode: serial, endpoints: [%[1]s, %[2]s]}
+  - {name: fanout, match: {path: /fanout}, mode: fanout, endpoints: [%[1]s, %[2]s]}
+  - {name: hedged, match: {path: /hedged}, endpoints: [%[1]s, %[2]s]}
+`, slow.URL, fast.URL))
+	p := startProxy(t, nil, "-config", path)
+	for target, attempts := range map[string]string{"/serial": "1", "/fanout": "2", "/hedged": "2"} {
+		resp, _ := fetch(t, p.address, "h", target)
+		assert.Equal(t, http.StatusOK, resp.StatusCode, target)
+		assert.Equal(t, attempts, resp.Header.Get("X-Proxy-Attempts"), target)
+	}
+	// -f wins for every route, and the file's hedge delay does not stand in
+	// its way.
+	resp, _ := fetch(t, startProxy(t, nil, "-config", path, "-f").address, "h", "/serial")
+	assert.Equal(t, "2", resp.Header.Get("X-Proxy-Attempts"))
+}
+
+func TestRoutesHaveTheirOwnPinsInOneRedis(t *testing.T) {
+	t.Parallel()
+	redis := startRedis(t, 0)
+	one := pathEndpoint(t, "one")
+	path := writeConfig(t, fmt.Sprintf(`defaults: {session: {header: X-Session-ID, store: %s}}
+routes:
+  - {name: a, match: {path: /a}, endpoints: [%s]}
+  - {name: b, match: {path: /b}, endpoints: [%s]}
+`, redis.url(), one.URL, one.URL))
+	p := startProxy(t, nil, "-config", path)
+	for _, target := range []string{"/a", "/b"} {
+		req, err := http.NewRequest(http.MethodGet, "http://"+p.address+target, nil)
+		require.NoError(t, err)
+		req.Header.Set("X-Session-ID", "s")
+		resp, err := (&http.Client{Timeout: hangGuard}).Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+	}
+	client := goredis.NewClient(&goredis.Options{Addr: redis.address()})
+	defer client.Close()
+	keys, err := client.Keys(t.Context(), "*").Result()
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"brp:session:a:s", "brp:session:b:s"}, keys)
 }
 
 func TestCheckConfig(t *testing.T) {
@@ -146,6 +198,7 @@ routes:
   - {name: h, endpoints: [http://a], hedge: {delay_min: 2s, delay_max: 1s}, mode: hedged}
 `)
 	code, stdout, stderr = runToEnd(t, nil, "-check-config", "-config", bad)
+	badProblems := stderr
 	assert.Equal(t, 2, code)
 	assert.Empty(t, stdout)
 	lines := strings.Split(strings.TrimSpace(stderr), "\n")
@@ -159,9 +212,9 @@ routes:
 	assert.Equal(t, 2, code)
 	assert.Equal(t, settings+":2: routes[0] (h): --hedge-delay-min 2s is above --hedge-delay-max 1s; accepted: min <= max\n", stderr)
 
-	code, _, stderr = runToEnd(t, nil, "-config", bad)
-	assert.Equal(t, 2, code, "a bad file at a normal start: the same problems")
-	assert.Contains(t, stderr, bad+":1: lisen: unknown key")
+	code, _, normalStart := runToEnd(t, nil, "-config", bad)
+	assert.Equal(t, 2, code)
+	assert.Equal(t, badProblems, normalStart, "a bad file at a normal start: the same problems")
 }
 
 func TestConfigAndEndpointsTogetherIsAnError(t *testing.T) {

@@ -420,6 +420,9 @@ func (c *CLI) checkConfig(stdout, stderr io.Writer) int {
 // log file that cannot be opened.
 type usageError struct{ error }
 
+// Unwrap returns the error itself, so that errors.As finds config.Problems.
+func (u usageError) Unwrap() error { return u.error }
+
 // newParser returns the command-line parser that fills cli.
 func newParser(cli *CLI, options ...kong.Option) (*kong.Kong, error) {
 	return kong.New(cli, append([]kong.Option{

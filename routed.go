@@ -107,7 +107,12 @@ func (c *CLI) loadConfig() (*config.File, []CLI, error) {
 	routeCLIs := make([]CLI, len(file.Routes))
 	for i, fr := range file.Routes {
 		rc := *c
-		rc.apply(fr.Settings.Over(file.Defaults))
+		settings := fr.Settings.Over(file.Defaults)
+		rc.apply(settings)
+		if !c.given["session-store-prefix"] && (settings.Session == nil || settings.Session.StorePrefix == nil) {
+			// A route's pins are its own, in a shared Redis too.
+			rc.SessionStorePrefix = c.SessionStorePrefix + fr.Name + ":"
+		}
 		list, err := endpointList(fr.Endpoints)
 		if err == nil {
 			rc.Endpoints = list
@@ -185,9 +190,6 @@ func (c *CLI) apply(s config.Settings) {
 	}
 	if s.Mode != nil && !c.given["fanout"] && !c.given["hedge"] && !c.given["hedge-delay"] {
 		c.Fanout, c.Hedge = *s.Mode == config.FanOut, *s.Mode == config.Hedged
-		if *s.Mode != config.Hedged {
-			c.HedgeDelay = nil
-		}
 	}
 	if h := s.Hedge; h != nil {
 		set("hedge-delay", h.Delay != nil, func() { spec := h.Delay.Value; c.HedgeDelay = &spec })
@@ -214,6 +216,11 @@ func (c *CLI) apply(s config.Settings) {
 	}
 	set("max-body-buffer", s.MaxBodyBuffer != nil, func() { c.MaxBodyBuffer = s.MaxBodyBuffer.Value })
 	set("debug-headers", s.DebugHeaders != nil, func() { c.DebugHeaders = *s.DebugHeaders })
+	// A hedge delay, inherited or the route's own, makes a route hedged only
+	// when its mode is; --hedge-delay on the command line does either way.
+	if (c.Fanout || !c.Hedge) && !c.given["hedge-delay"] {
+		c.HedgeDelay = nil
+	}
 	if ss := s.Session; ss != nil {
 		set("session-header", ss.Header != nil, func() { c.SessionHeader = string(*ss.Header) })
 		set("session-cookie", ss.Cookie != nil, func() { c.SessionCookie = string(*ss.Cookie) })

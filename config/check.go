@@ -20,6 +20,9 @@ func (r *reader) check(root *yaml.Node, file *File) {
 	seen := map[string]bool{}
 	r.checkSession(valueOf(root, "defaults"), "defaults", file.Defaults.Session)
 	for i, route := range file.Routes {
+		if i >= len(routeNodes) {
+			break // (no node to name: the file is made of anchors and aliases)
+		}
 		n, key := routeNodes[i], fmt.Sprintf("routes[%d]", i)
 		file.Routes[i].Line = n.Line
 		switch {
@@ -29,8 +32,10 @@ func (r *reader) check(root *yaml.Node, file *File) {
 			r.at(valueOf(n, "name"), key+".name", "%q is the name of an earlier route; accepted: a name of its own", route.Name)
 		}
 		seen[route.Name] = true
-		_, hasEndpoints := keyNode(n, "endpoints")
+		items, hasEndpoints := keyNode(n, "endpoints")
 		switch {
+		case hasEndpoints && len(items.Content) == 0:
+			r.at(items, key+".endpoints", "none; accepted: a list of at least one endpoint")
 		case len(route.Endpoints) == 0 && route.Redirect == nil && !hasEndpoints:
 			// (A list that is there but failed to decode has its problems.)
 			r.at(n, key, "no endpoints and no redirect; accepted: one of them")

@@ -79,6 +79,11 @@ routes:
 	require.NoError(t, err)
 	assert.Equal(t, "a: b # not YAML", file.Routes[0].Name, "a value is never read as YAML")
 	assert.Equal(t, "https://api.example/v1", file.Routes[0].Endpoints[0].URL)
+
+	file, err = Parse("f.yaml", []byte("routes:\n  - name: r\n    endpoints: [http://a.example]\n    health:\n      path: ${EMPTY}\n"), env(map[string]string{"EMPTY": ""}))
+	require.NoError(t, err)
+	require.NotNil(t, file.Routes[0].Health.Path, "an empty variable does not unset the key")
+	assert.Empty(t, *file.Routes[0].Health.Path)
 }
 
 func TestBadFilesNameFileLineAndKey(t *testing.T) {
@@ -112,6 +117,9 @@ func TestBadFilesNameFileLineAndKey(t *testing.T) {
 		{"bad session choice", route + "    session: {header: X-S, failover: retry}\n", []string{`f.yaml:4: routes[0].session.failover: "retry": accepted: repin or fail`}},
 		{"no routes", "listen: :8080\n", []string{`f.yaml:1: routes: none; accepted: a list of at least one route`}},
 		{"no name", "routes:\n  - endpoints: [http://a.example]\n", []string{`f.yaml:2: routes[0]: no name`}},
+		{"empty endpoints", "routes:\n  - name: r\n    endpoints: []\n", []string{`f.yaml:3: routes[0].endpoints: none; accepted: a list of at least one endpoint`}},
+		{"null endpoints", "routes:\n  - name: r\n    endpoints:\n", []string{`routes[0].endpoints: none`}},
+		{"aliases", "x: &r [{name: a, endpoints: [http://a.example]}]\nroutes: *r\n", []string{`f.yaml:1: x: unknown key`}},
 		{"same name", route + "  - name: r\n    endpoints: [http://b.example]\n", []string{`f.yaml:4: routes[1].name: "r" is the name of an earlier route`}},
 		{"both targets", route + "    redirect: {to: /x}\n", []string{`f.yaml:2: routes[0]: both endpoints and a redirect`}},
 		{"bad redirect", "routes:\n  - name: r\n    redirect: {to: /x, status: 200}\n", []string{`f.yaml:2: routes[0]: redirect status 200: accepted: 301, 302, 303, 307 or 308`}},

@@ -214,7 +214,8 @@ func (r *reader) walk(n *yaml.Node, t reflect.Type, path string) {
 
 // expand replaces ${NAME} in scalar n by NAME's value in the environment; an
 // unset NAME is a problem. A plain (unquoted) value is typed afresh after, so
-// that port: ${PORT} is a number.
+// that weight: ${WEIGHT} is a number, unless it came to nothing or null,
+// which stays a string.
 func (r *reader) expand(n *yaml.Node, key string) {
 	if !strings.Contains(n.Value, "${") {
 		return
@@ -231,8 +232,13 @@ func (r *reader) expand(n *yaml.Node, key string) {
 		}
 		return value
 	})
-	if n.Style == 0 {
-		n.Tag = ""
+	switch n.Value {
+	case "", "~", "null", "Null", "NULL":
+		// Still the string it was: a variable never unsets a key.
+	default:
+		if n.Style == 0 {
+			n.Tag = ""
+		}
 	}
 }
 

@@ -199,7 +199,11 @@ func keyNode(n *yaml.Node, key string) (*yaml.Node, bool) {
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		if n.Content[i].Value == key {
-			return n.Content[i+1], true
+			value := n.Content[i+1]
+			for value.Kind == yaml.AliasNode && value.Alias != nil {
+				value = value.Alias
+			}
+			return value, true
 		}
 	}
 	return nil, false

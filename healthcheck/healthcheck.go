@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"strings"
@@ -168,6 +169,10 @@ func (c *Checker) Run(ctx context.Context) {
 			target:    e.URLFor(path).String(),
 			timeout:   timeout,
 			transport: transport,
+			header:    e.Header,
+		}
+		if e.Transport != nil {
+			p.transport = e.Transport
 		}
 		probes.Go(func() { c.watch(ctx, p) })
 	}
@@ -182,6 +187,8 @@ type prober struct {
 	target    string
 	timeout   time.Duration
 	transport http.RoundTripper
+	// header is the endpoint's own, as its attempts have it.
+	header http.Header
 }
 
 // watch probes one endpoint every Interval until ctx ends.
@@ -216,6 +223,7 @@ func (p prober) probe(ctx context.Context) (answered bool, verdict error) {
 		return true, err
 	}
 	req.Header.Set("User-Agent", userAgent)
+	maps.Copy(req.Header, p.header)
 	resp, err := p.transport.RoundTrip(req)
 	if err != nil {
 		switch {

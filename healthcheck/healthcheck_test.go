@@ -616,3 +616,41 @@ func TestCheckPath(t *testing.T) {
 		})
 	}
 }
+
+// countingTransport counts the requests it sends on.
+type countingTransport struct {
+	http.RoundTripper
+	sent atomic.Int32
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.sent.Add(1)
+	return c.RoundTripper.RoundTrip(r)
+}
+
+func TestProbesGoAsTheEndpointsAttemptsDo(t *testing.T) {
+	t.Parallel()
+	got := make(chan string, 1)
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case got <- r.Header.Get("Authorization"):
+		default:
+		}
+	})
+	list := parseList(t, srv.URL)
+	own := &countingTransport{RoundTripper: newTransport(t)}
+	list[0].Header = http.Header{"Authorization": {"Bearer vendor"}}
+	list[0].Transport = own
+	shared := &countingTransport{RoundTripper: newTransport(t)}
+	rec := newRecorder()
+	start(t, &Checker{Endpoints: list, Path: "/healthz", Interval: never, Transport: shared, Report: rec.report})
+	select {
+	case auth := <-got:
+		assert.Equal(t, "Bearer vendor", auth, "the endpoint's own headers")
+	case <-time.After(patience):
+		t.Fatal("no probe arrived")
+	}
+	assert.NoError(t, rec.first(t, 0))
+	assert.Equal(t, int32(1), own.sent.Load(), "through the endpoint's own transport")
+	assert.Zero(t, shared.sent.Load())
+}

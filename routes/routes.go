@@ -50,8 +50,8 @@ type Redirect struct {
 }
 
 // Table is a set of routes in the order they are tried: a route with a host
-// before one without, an exact host before a wildcard, then the longest path
-// prefix, then the order given. It is an http.Handler, and is not changed
+// before one without, an exact host before a wildcard (a longer wildcard
+// before a shorter one), then the longest path prefix, then the order given. It is an http.Handler, and is not changed
 // once made.
 type Table struct {
 	routes []compiled
@@ -256,7 +256,7 @@ func (t *Table) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if c.StripPrefix && c.prefix != "" {
-		r = stripped(r, c.prefix)
+		r = c.stripped(r)
 	}
 	c.Handler.ServeHTTP(w, r)
 }
@@ -271,22 +271,34 @@ func hasDotSegment(path string) bool {
 	return false
 }
 
-// rest returns what of u's path (escaped) follows the route's prefix.
-func (c *compiled) rest(u *url.URL) string {
-	escaped := u.EscapedPath()
-	if rest, ok := strings.CutPrefix(escaped, c.prefix); ok {
-		return rest
+// rest returns what of u's path follows the route's prefix, escaped as
+// the request had it where that can be kept, with one leading slash (or
+// empty). The match is on the decoded path, so the escaped one is used only
+// when the prefix ends it on a segment there too: /docs%2F@evil.com is
+// /docs/@evil.com, whose rest is /@evil.com, never %2F@evil.com.
+func (c *compiled) rest(u *url.URL) (escaped string, raw bool) {
+	rest := u.Path[len(c.prefix):]
+	if r, ok := strings.CutPrefix(u.EscapedPath(), c.prefix); ok && (r == "" || r[0] == '/') {
+		return collapseLeadingSlashes(r), true
 	}
-	// The prefix is escaped otherwise in the request (%61pi for api):
-	// count it off the decoded path instead.
-	return (&url.URL{Path: u.Path[len(c.prefix):]}).EscapedPath()
+	return collapseLeadingSlashes((&url.URL{Path: rest}).EscapedPath()), false
+}
+
+// collapseLeadingSlashes makes //x /x, so that no rest turns a target into
+// a protocol-relative URL (//evil.com).
+func collapseLeadingSlashes(path string) string {
+	if strings.HasPrefix(path, "//") {
+		return "/" + strings.TrimLeft(path, "/")
+	}
+	return path
 }
 
 // redirectTarget is where a request for u goes: To, the rest of u's path
 // after the prefix, and u's query.
 func (c *compiled) redirectTarget(u *url.URL) string {
-	target := strings.TrimSuffix(c.Redirect.To, "/") + c.rest(u)
-	if c.rest(u) == "" {
+	rest, _ := c.rest(u)
+	target := strings.TrimSuffix(c.Redirect.To, "/") + rest
+	if rest == "" {
 		target = c.Redirect.To
 	}
 	if u.RawQuery != "" {
@@ -295,15 +307,15 @@ func (c *compiled) redirectTarget(u *url.URL) string {
 	return target
 }
 
-// stripped returns r with prefix removed from its path: what is left, or /.
-func stripped(r *http.Request, prefix string) *http.Request {
+// stripped returns r with the route's prefix removed from its path: what
+// is left (see rest), or /.
+func (c *compiled) stripped(r *http.Request) *http.Request {
 	out := r.WithContext(r.Context())
 	u := *r.URL
-	u.Path = strings.TrimPrefix(u.Path, prefix)
-	if rawRest, ok := strings.CutPrefix(u.RawPath, prefix); ok {
-		u.RawPath = rawRest
-	} else {
-		u.RawPath = ""
+	escaped, raw := c.rest(r.URL)
+	u.Path, u.RawPath = collapseLeadingSlashes(u.Path[len(c.prefix):]), ""
+	if raw && escaped != u.Path {
+		u.RawPath = escaped
 	}
 	if u.Path == "" {
 		u.Path, u.RawPath = "/", ""

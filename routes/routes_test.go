@@ -197,3 +197,22 @@ func TestBadRoutesAreEveryOneNamed(t *testing.T) {
 	}
 	assert.NotContains(t, err.Error(), `"good"`)
 }
+
+func TestAnEscapedSlashAtThePrefixCannotLeaveTheTarget(t *testing.T) {
+	t.Parallel()
+	table, err := New([]Route{
+		{Name: "docs", Path: "/docs/", Redirect: &Redirect{To: "https://docs.example/"}},
+		{Name: "root", Path: "/old", Redirect: &Redirect{To: "/"}},
+		{Name: "search", Path: "/search", StripPrefix: true, Handler: echo("search")},
+	})
+	require.NoError(t, err)
+	for target, want := range map[string]string{
+		"/docs%2F@evil.com": "https://docs.example/@evil.com",
+		"/old//evil.com":    "/evil.com",
+		"/old%2F%2Fevil":    "/evil",
+	} {
+		assert.Equal(t, want, serve(t, table, "h", target).Header.Get("Location"), target)
+	}
+	assert.Equal(t, "search /v1", body(t, serve(t, table, "h", "/search%2Fv1")))
+	assert.Equal(t, "search /v1", body(t, serve(t, table, "h", "/search//v1")))
+}
