@@ -254,6 +254,7 @@ func TestTheSystemdUnitRunsTheCheckedConfiguration(t *testing.T) {
 	for _, line := range []string{
 		"ExecStartPre=/usr/local/bin/balancing-reverse-proxy -check-config -config /etc/balancing-reverse-proxy/config.yaml",
 		"ExecStart=/usr/local/bin/balancing-reverse-proxy -config /etc/balancing-reverse-proxy/config.yaml",
+		"ExecReload=/bin/kill -HUP $MAINPID",
 		"DynamicUser=yes", "NoNewPrivileges=yes", "ProtectSystem=strict",
 	} {
 		assert.Contains(t, string(unit), line)

@@ -458,19 +458,30 @@ func (c *CLI) serve(ctx context.Context, releaseSignals func()) error {
 
 	transport := wire.New(c.wireOptions(nil))
 	defer transport.CloseIdleConnections()
-	routed, err := c.routed(transport, logger)
+	replay := &fanout.ReplayMemory{}
+	cache := newTransportCache(c.wireOptions)
+	routed, err := c.routed(transport, cache, replay, nil, logger)
 	if err != nil {
 		return err
 	}
-	defer routed.stop()
+	live := newLiveRoutes(routed, cache)
+	defer live.stop()
 	limits := inbound.Limits{MaxHeaders: c.MaxHeaders, MaxBody: int64(c.MaxBody), BodyReadTimeout: c.BodyReadTimeout}
-	handler := hlog.NewHandler(logger)(hlog.RequestIDHandler("request_id", "X-Request-Id")(limits.Handler(routed.handler)))
+	handler := hlog.NewHandler(logger)(hlog.RequestIDHandler("request_id", "X-Request-Id")(limits.Handler(live)))
 	server, listener, err := c.listen(handler, logger)
 	if err != nil {
 		return err
 	}
 	// Upgraded connections are the handlers'; Shutdown does not wait for them.
-	server.RegisterOnShutdown(routed.closeTunnels)
+	server.RegisterOnShutdown(live.closeTunnels)
+	if c.Config != "" {
+		rl := &reloader{cli: c, live: live, transport: transport, cache: cache, replay: replay, logger: logger,
+			listen: c.Address, digest: fileDigest(c.Config)}
+		reloadCtx, stopReloading := context.WithCancel(context.Background())
+		reloading := make(chan struct{})
+		go func() { defer close(reloading); rl.run(reloadCtx) }()
+		defer func() { stopReloading(); <-reloading }()
+	}
 	routed.describe(logger.Info().Str("address", listener.Addr().String()).Str("protocols", server.Protocols.String())).Msg("listening")
 	if c.DebugAddress != "" {
 		debug, err := startDebugServer(c.DebugAddress)

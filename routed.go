@@ -1,8 +1,11 @@
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
+	"maps"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -21,14 +24,38 @@ type routedEngines struct {
 	engines []*engine
 	// describe adds to the listening line what is served.
 	describe func(*zerolog.Event) *zerolog.Event
+	// file is the configuration the engines are of, nil for the command
+	// line's.
+	file *config.File
+	// refs counts the requests being served (see liveRoutes).
+	refs atomic.Int64
+	// transportKeys are the keys of the endpoints' transports in the
+	// transport cache.
+	transportKeys map[string]bool
+}
+
+// engineNamed returns the engine of route name, or nil.
+func (r *routedEngines) engineNamed(name string) *engine {
+	if r == nil {
+		return nil
+	}
+	for _, e := range r.engines {
+		if e.name == name {
+			return e
+		}
+	}
+	return nil
 }
 
 // routed builds the engines: one of the command line's endpoints and
-// settings, or with --config one per route of the file.
-func (c *CLI) routed(transport *wire.Transport, logger zerolog.Logger) (*routedEngines, error) {
-	replay := &fanout.ReplayMemory{}
+// settings, sending through transport, or with --config one per route of the
+// file, whose endpoints send through their own transports from cache.
+// previous, if not nil, is the set a reload replaces, whose routes of the
+// same name hand their endpoint state (and sessions) on. replay is the
+// replay memory every route shares.
+func (c *CLI) routed(transport *wire.Transport, cache *transportCache, replay *fanout.ReplayMemory, previous *routedEngines, logger zerolog.Logger) (*routedEngines, error) {
 	if c.Config == "" {
-		e, err := c.newEngine("", transport, replay, logger)
+		e, err := c.newEngine("", transport, replay, nil, logger)
 		if err != nil {
 			return nil, err
 		}
@@ -40,7 +67,7 @@ func (c *CLI) routed(transport *wire.Transport, logger zerolog.Logger) (*routedE
 	if err != nil {
 		return nil, err
 	}
-	r := &routedEngines{}
+	r := &routedEngines{file: file, transportKeys: map[string]bool{}}
 	table := make([]routes.Route, len(file.Routes))
 	for i, fr := range file.Routes {
 		table[i] = routes.Route{Name: fr.Name, Host: fr.Match.Host, Path: fr.Match.Path, StripPrefix: fr.StripPrefix}
@@ -50,14 +77,12 @@ func (c *CLI) routed(transport *wire.Transport, logger zerolog.Logger) (*routedE
 			continue
 		}
 		routeLog := logger.With().Str("route", fr.Name).Logger()
-		closeTLS := c.endpointTransports(fr.Endpoints, routeCLIs[i].Endpoints, routeLog)
-		e, err := routeCLIs[i].newEngine(fr.Name, transport, replay, routeLog)
+		maps.Copy(r.transportKeys, endpointTransports(cache, fr.Endpoints, routeCLIs[i].Endpoints, routeLog))
+		e, err := routeCLIs[i].newEngine(fr.Name, transport, replay, previous.engineNamed(fr.Name), routeLog)
 		if err != nil {
-			closeTLS()
 			r.stop()
 			return nil, err
 		}
-		e.stops = append([]func(){closeTLS}, e.stops...)
 		r.engines = append(r.engines, e)
 		table[i].Handler = e.proxy
 	}
@@ -129,30 +154,26 @@ func (c *CLI) loadConfig() (*config.File, []CLI, error) {
 	return file, routeCLIs, nil
 }
 
-// endpointTransports gives each endpoint of list whose configuration (in
-// configured, the same order) has tls a transport of its own, with c's
-// limits, and returns the function that closes their idle connections. An
-// endpoint that checks nothing of its certificate is logged as a warning.
-func (c *CLI) endpointTransports(configured []config.Endpoint, list endpoints.List, logger zerolog.Logger) func() {
-	var transports []*wire.Transport
+// endpointTransports gives each endpoint of list (configured, in the same
+// order, is its configuration) its transport from cache, and returns their
+// keys. An endpoint that checks nothing of its certificate is logged as a
+// warning.
+func endpointTransports(cache *transportCache, configured []config.Endpoint, list endpoints.List, logger zerolog.Logger) map[string]bool {
+	keys := map[string]bool{}
 	for i, e := range configured {
-		if e.TLS == nil {
-			continue
+		var tlsConfig *tls.Config
+		if e.TLS != nil {
+			// Checked when the file was read: it loads.
+			tlsConfig, _ = e.TLS.Load()
+			if e.TLS.InsecureSkipVerify {
+				logger.Warn().Int("endpoint", i).Str("url", e.URL).Msg("insecure_skip_verify: the endpoint's certificate is not checked")
+			}
 		}
-		// Checked when the file was read: it loads.
-		tlsConfig, _ := e.TLS.Load()
-		if e.TLS.InsecureSkipVerify {
-			logger.Warn().Int("endpoint", i).Str("url", e.URL).Msg("insecure_skip_verify: the endpoint's certificate is not checked")
-		}
-		t := wire.New(c.wireOptions(tlsConfig))
-		list[i].Transport = t
-		transports = append(transports, t)
+		key := transportKey(e)
+		list[i].Transport = cache.get(key, tlsConfig)
+		keys[key] = true
 	}
-	return func() {
-		for _, t := range transports {
-			t.CloseIdleConnections()
-		}
-	}
+	return keys
 }
 
 // endpointList is the endpoints of a route, numbered from 0.

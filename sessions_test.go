@@ -138,25 +138,15 @@ func (e *sessionEndpoints) seenBy() map[string][]int {
 }
 
 // startReplica starts a proxy in front of eps whose pins are in the Redis at
-// storeURL,
-// trying endpoints round-robin so that, without the shared pins, replicas
-// would send one id to different endpoints. Its log lines go to the
+// storeURL, trying endpoints round-robin so that, without the shared pins,
+// replicas would send one id to different endpoints. Its log lines go to the
 // returned buffer.
 func startReplica(t *testing.T, eps *sessionEndpoints, storeURL string, extra ...string) (*proxyProcess, *syncbuffer.Buffer) {
 	t.Helper()
 	args := append([]string{"-e", strings.Join(eps.urls, ","), "-order", "round-robin",
 		"-session-header", "X-Session-ID", "-session-store", storeURL}, extra...)
 	p := startProxy(t, nil, args...)
-	logs := &syncbuffer.Buffer{}
-	for _, line := range p.startLines {
-		fmt.Fprintln(logs, line)
-	}
-	go func() {
-		for line := range p.lines {
-			fmt.Fprintln(logs, line)
-		}
-	}()
-	return p, logs
+	return p, collectLines(p)
 }
 
 // storeDownLine is the warning of a session store going down.

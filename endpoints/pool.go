@@ -204,6 +204,17 @@ func (p *Pool) orderByLatency(plan List, now time.Time) {
 	plan[0] = chosen
 }
 
+// Inherit takes over old's state (health, ejection, latency, attempts in
+// flight) for each endpoint whose base URL old has too, so that a reload
+// changes nothing for an endpoint that stays. Call it before p is used.
+func (p *Pool) Inherit(old *Pool) {
+	for i, e := range p.list {
+		if j, ok := old.byURL[e.String()]; ok {
+			p.states[i] = old.states[j]
+		}
+	}
+}
+
 // Find returns the endpoint whose base URL, as configured, is url.
 func (p *Pool) Find(url string) (Endpoint, bool) {
 	i, ok := p.byURL[url]

@@ -1,0 +1,275 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"balancing-reverse-proxy/internal/syncbuffer"
+)
+
+// rewrite replaces the file at path with text, as an editor saving it does.
+func rewrite(t *testing.T, path, text string) {
+	t.Helper()
+	require.NoError(t, os.WriteFile(path+".tmp", []byte(text), 0o600))
+	require.NoError(t, os.Rename(path+".tmp", path))
+}
+
+// collectLines copies the proxy's log lines into a buffer the test reads.
+func collectLines(p *proxyProcess) *syncbuffer.Buffer {
+	logs := &syncbuffer.Buffer{}
+	for _, line := range p.startLines {
+		fmt.Fprintln(logs, line)
+	}
+	go func() {
+		for line := range p.lines {
+			fmt.Fprintln(logs, line)
+		}
+	}()
+	return logs
+}
+
+// answeredBy returns the name of the endpoint that answered a GET of target.
+func answeredBy(t *testing.T, address, target string) string {
+	t.Helper()
+	_, body := fetch(t, address, "h", target)
+	name, _, _ := strings.Cut(body, " ")
+	return name
+}
+
+func TestAChangedFileIsReloadedAndABrokenOneIsNot(t *testing.T) {
+	t.Parallel()
+	one, two := pathEndpoint(t, "one"), pathEndpoint(t, "two")
+	path := writeConfig(t, fmt.Sprintf("routes:\n  - {name: r, endpoints: [%s]}\n", one.URL))
+	p := startProxy(t, nil, "-config", path)
+	logs := collectLines(p)
+	require.Equal(t, "one", answeredBy(t, p.address, "/"))
+
+	rewrite(t, path, fmt.Sprintf("routes:\n  - {name: r, endpoints: [%s]}\n  - {name: s, match: {path: /s}, endpoints: [%s]}\n", two.URL, one.URL))
+	// The issue's bound: a change is noticed within 2 s.
+	require.Eventually(t, func() bool { return answeredBy(t, p.address, "/") == "two" }, 2*time.Second, 10*time.Millisecond)
+	assert.Equal(t, "one", answeredBy(t, p.address, "/s"))
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "configuration reloaded") }, hangGuard, 10*time.Millisecond)
+	assert.Contains(t, logs.String(), `"route r changed","route r: endpoint `+two.URL+` added","route r: endpoint `+one.URL+` removed","route s added"`)
+
+	rewrite(t, path, "routes: [\n")
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "configuration not reloaded") }, hangGuard, 10*time.Millisecond)
+	assert.Equal(t, "two", answeredBy(t, p.address, "/"), "the configuration in force stays")
+	assert.Contains(t, logs.String(), path+":1: did not find expected node content")
+
+	rewrite(t, path, fmt.Sprintf("routes:\n  - {name: r, endpoints: [%s]}\n", one.URL))
+	require.Eventually(t, func() bool { return answeredBy(t, p.address, "/") == "one" }, 2*time.Second, 10*time.Millisecond)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGHUP))
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), `because=SIGHUP`) }, hangGuard, 10*time.Millisecond,
+		"SIGHUP reloads, the file changed or not")
+	assert.Equal(t, 1, strings.Count(logs.String(), "configuration not reloaded"), "a broken file is logged once:\n%s", logs.String())
+}
+
+func TestAReloadKeepsWhatStays(t *testing.T) {
+	t.Parallel()
+	a, b := pathEndpoint(t, "a"), pathEndpoint(t, "b")
+	dead := "http://127.0.0.1:1"
+	config := func(order string) string {
+		return fmt.Sprintf(`defaults: {debug_headers: true, eject: {after: 1, backoff: 1m}}
+routes:
+  - {name: sessions, match: {path: /sessions}, session: {header: X-Session-ID}, endpoints: [%s]}
+  - {name: ejecting, match: {path: /ejecting}, endpoints: [%s, %s]}
+`, order, dead, a.URL)
+	}
+	path := writeConfig(t, config(a.URL+", "+b.URL))
+	p := startProxy(t, nil, "-config", path)
+	logs := collectLines(p)
+	resp, _ := fetch(t, p.address, "h", "/ejecting")
+	require.Equal(t, "2", resp.Header.Get("X-Proxy-Attempts"), "the dead endpoint failed, and is ejected")
+	pinned := func() string {
+		req, err := http.NewRequest(http.MethodGet, "http://"+p.address+"/sessions", nil)
+		require.NoError(t, err)
+		req.Header.Set("X-Session-ID", "kept")
+		resp, err := (&http.Client{Timeout: hangGuard}).Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		return resp.Header.Get("X-Proxy-Endpoint") + " " + resp.Request.URL.Path
+	}
+	before := pinned()
+	require.Equal(t, "0 /sessions", before, "pinned to a, the first")
+
+	// b first now: a new pin would be b's.
+	rewrite(t, path, config(b.URL+", "+a.URL))
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "configuration reloaded") }, hangGuard, 10*time.Millisecond)
+	assert.Equal(t, "1 /sessions", pinned(), "the pin stays with a, now the second endpoint")
+	resp, _ = fetch(t, p.address, "h", "/ejecting")
+	assert.Equal(t, []string{"1", "1"}, []string{resp.Header.Get("X-Proxy-Attempts"), resp.Header.Get("X-Proxy-Endpoint")},
+		"the dead endpoint is still ejected")
+}
+
+func TestReloadsUnderLoadLoseNoRequest(t *testing.T) {
+	t.Parallel()
+	a, b := pathEndpoint(t, "a"), pathEndpoint(t, "b")
+	good := []string{
+		fmt.Sprintf("routes:\n  - {name: r, endpoints: [%s]}\n", a.URL),
+		fmt.Sprintf("routes:\n  - {name: r, mode: fanout, endpoints: [%s, %s]}\n", b.URL, a.URL),
+	}
+	path := writeConfig(t, good[0])
+	p := startProxy(t, nil, "-config", path, "-debug-address", "127.0.0.1:0")
+	logs := collectLines(p)
+	var debugAddress string
+	require.Eventually(t, func() bool {
+		m := regexp.MustCompile(`serving profiles.* address=(\S+)`).FindStringSubmatch(logs.String())
+		if m != nil {
+			debugAddress = m[1]
+		}
+		return m != nil
+	}, hangGuard, 10*time.Millisecond)
+	goroutines := func() int { return proxyGoroutines(t, debugAddress) }
+	fds := func() int {
+		entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.cmd.Process.Pid))
+		require.NoError(t, err)
+		return len(entries)
+	}
+	baseline, baseFDs := goroutines(), fds()
+
+	// 500 requests a second for 10 s, from 16 clients.
+	var sent, failed atomic.Int64
+	var wrong sync.Map
+	stop := make(chan struct{})
+	var load sync.WaitGroup
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	work := make(chan struct{}, 64)
+	for range 16 {
+		load.Go(func() {
+			client := &http.Client{Timeout: hangGuard}
+			for range work {
+				sent.Add(1)
+				resp, err := client.Get("http://" + p.address + "/x")
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				body := make([]byte, 1)
+				_, _ = resp.Body.Read(body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					failed.Add(1)
+				} else if body[0] != 'a' && body[0] != 'b' {
+					wrong.Store(string(body), true)
+				}
+			}
+		})
+	}
+	load.Go(func() {
+		defer close(work)
+		deadline := time.After(10 * time.Second)
+		for {
+			select {
+			case <-deadline:
+				return
+			case <-stop:
+				return
+			case <-tick.C:
+				select {
+				case work <- struct{}{}:
+				default: // the clients are behind: the rate drops, nothing piles up
+				}
+			}
+		}
+	})
+	// 25 rewrites, 400 ms apart: 20 between the two good files, 5 to a broken one.
+	for i := range 25 {
+		time.Sleep(400 * time.Millisecond)
+		if i%5 == 4 {
+			rewrite(t, path, "routes: [\n")
+			continue
+		}
+		rewrite(t, path, good[i%2])
+	}
+	load.Wait()
+	close(stop)
+	assert.Positive(t, sent.Load())
+	assert.Zero(t, failed.Load(), "of %d requests", sent.Load())
+	wrong.Range(func(k, _ any) bool { t.Errorf("an answer from no configured endpoint: %q", k); return true })
+	assert.Eventually(t, func() bool { return strings.Count(logs.String(), "configuration not reloaded") == 5 }, hangGuard, 10*time.Millisecond,
+		"each broken file, once")
+	// Retired sets stop once their last request is done.
+	require.Eventually(t, func() bool { return goroutines() <= baseline+4 }, hangGuard, 50*time.Millisecond,
+		"goroutines: %d at the start, %d now", baseline, goroutines())
+	// Open files: the listener, the endpoints' idle connections (one or two
+	// per endpoint), the log; the load's client connections are closed.
+	assert.LessOrEqual(t, fds(), baseFDs+8, "open files: %d at the start", baseFDs)
+}
+
+// proxyGoroutines reads the proxy's goroutine count from its profile server
+// at address.
+func proxyGoroutines(t *testing.T, address string) int {
+	t.Helper()
+	resp, err := (&http.Client{Timeout: hangGuard}).Get("http://" + address + "/debug/pprof/goroutine?debug=1")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var n int
+	_, err = fmt.Fscanf(resp.Body, "goroutine profile: total %d", &n)
+	require.NoError(t, err)
+	return n
+}
+
+// connCountingEndpoint answers with its name and counts the connections
+// made to it and those open.
+type connCountingEndpoint struct {
+	*httptest.Server
+	made, open atomic.Int32
+}
+
+func newConnCountingEndpoint(t *testing.T, name string) *connCountingEndpoint {
+	t.Helper()
+	e := &connCountingEndpoint{}
+	e.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %s", name, r.URL.Path)
+	}))
+	e.Config.ConnState = func(_ net.Conn, state http.ConnState) {
+		switch state {
+		case http.StateNew:
+			e.made.Add(1)
+			e.open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			e.open.Add(-1)
+		}
+	}
+	e.Start()
+	t.Cleanup(e.Close)
+	return e
+}
+
+func TestAReloadKeepsTheConnectionsOfEndpointsThatStayAndClosesTheOthers(t *testing.T) {
+	t.Parallel()
+	stays, goes := newConnCountingEndpoint(t, "stays"), newConnCountingEndpoint(t, "goes")
+	path := writeConfig(t, fmt.Sprintf(`routes:
+  - {name: a, match: {path: /a}, endpoints: [%s]}
+  - {name: b, match: {path: /b}, endpoints: [%s]}
+`, stays.URL, goes.URL))
+	p := startProxy(t, nil, "-config", path)
+	logs := collectLines(p)
+	for range 3 {
+		require.Equal(t, "stays", answeredBy(t, p.address, "/a"))
+		require.Equal(t, "goes", answeredBy(t, p.address, "/b"))
+	}
+	require.Equal(t, int32(1), goes.open.Load())
+	rewrite(t, path, fmt.Sprintf("routes:\n  - {name: a, match: {path: /a}, endpoints: [%s]}\n", stays.URL))
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "configuration reloaded") }, hangGuard, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return goes.open.Load() == 0 }, hangGuard, 10*time.Millisecond,
+		"the removed endpoint's idle connection is closed once its requests are done")
+	for range 3 {
+		require.Equal(t, "stays", answeredBy(t, p.address, "/a"))
+	}
+	assert.Equal(t, int32(1), stays.made.Load(), "the endpoint that stays keeps its one connection")
+}
