@@ -382,3 +382,20 @@ routes:
 	}
 	assert.True(t, warned, "insecure_skip_verify is a warning at start-up:\n%s", strings.Join(p.startLines, "\n"))
 }
+
+func TestTheREADMEsExamplesAreAccepted(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	_, examples, ok := strings.Cut(string(readme), "**Examples.**")
+	require.True(t, ok, "the README has its examples")
+	examples, _, _ = strings.Cut(examples, "**Running it under systemd.**")
+	blocks := strings.Split(examples, "```yaml\n")[1:]
+	require.Len(t, blocks, 3)
+	for i, block := range blocks {
+		text, _, _ := strings.Cut(block, "```")
+		path := writeConfig(t, text)
+		code, _, stderr := runToEnd(t, []string{"ONE_KEY=1", "TWO_KEY=2"}, "-check-config", "-config", path)
+		assert.Equal(t, 0, code, "example %d: %s", i+1, stderr)
+	}
+}
