@@ -107,10 +107,19 @@ func (l *liveRoutes) closeTunnels() {
 	}
 }
 
-// stop waits for the retiring sets, then stops the one in force and closes
-// every endpoint's connections.
+// retireWait bounds how long stop waits for the retiring sets' last
+// requests, which the server's shutdown has ended or cut already.
+const retireWait = 5 * time.Second
+
+// stop waits (a while) for the retiring sets, then stops the one in force and
+// closes every endpoint's connections.
 func (l *liveRoutes) stop() {
-	l.retiring.Wait()
+	retired := make(chan struct{})
+	go func() { l.retiring.Wait(); close(retired) }()
+	select {
+	case <-retired:
+	case <-time.After(retireWait):
+	}
 	l.current.Load().stop()
 	l.cache.keep(nil)
 }
