@@ -199,6 +199,7 @@ func TestReloadsUnderLoadLoseNoRequest(t *testing.T) {
 	close(stop)
 	assert.Positive(t, sent.Load())
 	assert.Zero(t, failed.Load(), "of %d requests", sent.Load())
+	t.Logf("%d requests in 10 s, %d failed, across 25 rewrites", sent.Load(), failed.Load())
 	wrong.Range(func(k, _ any) bool { t.Errorf("an answer from no configured endpoint: %q", k); return true })
 	assert.Eventually(t, func() bool { return strings.Count(logs.String(), "configuration not reloaded") == 5 }, hangGuard, 10*time.Millisecond,
 		"each broken file, once")
