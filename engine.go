@@ -14,6 +14,7 @@ import (
 	"balancing-reverse-proxy/endpoints"
 	"balancing-reverse-proxy/fanout"
 	"balancing-reverse-proxy/healthcheck"
+	"balancing-reverse-proxy/metrics"
 	"balancing-reverse-proxy/session"
 	"balancing-reverse-proxy/wire"
 )
@@ -71,6 +72,13 @@ func (c *CLI) newEngine(route string, transport *wire.Transport, replay *fanout.
 		TrustedProxies:      c.TrustedProxies,
 		DebugHeaders:        c.DebugHeaders,
 		Observers:           []fanout.Observer{fanout.RequestLog{}},
+	}
+	if c.metrics != nil {
+		label := route
+		if label == "" {
+			label = metrics.DefaultRoute
+		}
+		proxy.Observers = append(proxy.Observers, c.metrics.Route(label))
 	}
 	if previous != nil {
 		pool.Inherit(previous.proxy.Endpoints)

@@ -32,6 +32,7 @@ import (
 	"balancing-reverse-proxy/inbound"
 	"balancing-reverse-proxy/internal/bytesize"
 	"balancing-reverse-proxy/logging"
+	"balancing-reverse-proxy/metrics"
 	"balancing-reverse-proxy/session"
 	"balancing-reverse-proxy/terminal"
 	"balancing-reverse-proxy/wire"
@@ -94,7 +95,8 @@ type CLI struct {
 	SessionStore           string                 `default:"memory" placeholder:"memory|redis://..." help:"Where pins are kept: memory (this process only), or a Redis server shared by every replica: redis://[user:password@]host:port[/db], or rediss:// for TLS."`
 	SessionStorePrefix     string                 `default:"${session_prefix}" help:"Prefix of the pins' Redis keys."`
 	SessionStoreTimeout    time.Duration          `default:"200ms" help:"Bound of every call to the session store; past it, a request that needs a pin gets 503."`
-	DebugAddress           string                 `placeholder:"HOST:PORT" help:"Serve Go's profiles (/debug/pprof/: CPU, allocations, goroutines) on this address, such as 127.0.0.1:6060. Keep it off public interfaces. Default: off."`
+	AdminAddress           string                 `placeholder:"HOST:PORT" help:"Serve the admin endpoints on this address, such as 127.0.0.1:9090: /metrics (Prometheus), /healthz, /readyz and Go's profiles at /debug/pprof/. Keep it off public interfaces. Default: off."`
+	DebugAddress           string                 `placeholder:"HOST:PORT" help:"The older name of --admin-address."`
 	LogPrefix              string                 `original:"" default:"balancing-reverse-proxy" help:"Prefix of every text log line."`
 	LogFile                string                 `original:"" default:"stdout" help:"Where logs go: stdout, stderr, or a file (appended to)."`
 	LogDate                bool                   `original:"" default:"true" help:"Stamp log lines with the date (-log-date=false to drop it)."`
@@ -108,6 +110,8 @@ type CLI struct {
 	// given has the flags set on the command line or in the environment,
 	// which win over the configuration file.
 	given map[string]bool
+	// metrics, with an admin address, are what every engine reports to.
+	metrics *metrics.Metrics
 }
 
 // Validate checks what single flags cannot check alone.
@@ -126,8 +130,11 @@ func (c *CLI) Validate() error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return fmt.Errorf("--tls-cert %q and --tls-key %q: accepted: both (a certificate and its key) or neither", c.TLSCert, c.TLSKey)
 	}
-	if c.DebugAddress != "" {
-		if err := checkAddress("--debug-address", c.DebugAddress); err != nil {
+	if c.AdminAddress != "" && c.DebugAddress != "" && c.AdminAddress != c.DebugAddress {
+		return fmt.Errorf("--admin-address %q and --debug-address %q: accepted: one of them (--debug-address is its older name)", c.AdminAddress, c.DebugAddress)
+	}
+	if flag, address := c.adminAddress(); address != "" {
+		if err := checkAddress(flag, address); err != nil {
 			return err
 		}
 	}
@@ -380,6 +387,15 @@ func run(ctx context.Context, releaseSignals func(), args []string, stdout, stde
 	return 0
 }
 
+// adminAddress returns the admin listener's address and the flag that gave
+// it, "" if none did.
+func (c *CLI) adminAddress() (flag, address string) {
+	if c.DebugAddress != "" {
+		return "--debug-address", c.DebugAddress
+	}
+	return "--admin-address", c.AdminAddress
+}
+
 // givenFlags returns the names of the flags that normalized arguments (see
 // normalizeArgs) or the environment give, rather than their defaults.
 func givenFlags(normalized []string, flags []*kong.Flag) map[string]bool {
@@ -458,6 +474,10 @@ func (c *CLI) serve(ctx context.Context, releaseSignals func()) error {
 
 	transport := wire.New(c.wireOptions(nil))
 	defer transport.CloseIdleConnections()
+	adminFlag, adminAddress := c.adminAddress()
+	if adminAddress != "" {
+		c.metrics = metrics.New()
+	}
 	replay := &fanout.ReplayMemory{}
 	cache := newTransportCache(c.wireOptions)
 	routed, err := c.routed(transport, cache, replay, nil, logger)
@@ -483,17 +503,19 @@ func (c *CLI) serve(ctx context.Context, releaseSignals func()) error {
 		defer func() { stopReloading(); <-reloading }()
 	}
 	routed.describe(logger.Info().Str("address", listener.Addr().String()).Str("protocols", server.Protocols.String())).Msg("listening")
-	if c.DebugAddress != "" {
-		debug, err := startDebugServer(c.DebugAddress)
+	if adminAddress != "" {
+		admin, err := startAdminServer(adminFlag, adminAddress, c.metrics.Registry, func() string { return live.current.Load().notReady() })
 		if err != nil {
 			return err
 		}
-		logger.Info().Str("address", debug.Address).Msg("serving profiles at /debug/pprof/")
+		logger.Info().Str("address", admin.Address).Msg("serving profiles at /debug/pprof/, /metrics, /healthz and /readyz")
+		// Stopped after the drain: a load balancer keeps reading /readyz.
 		defer func() {
-			if err := debug.stop(); err != nil {
-				logger.Warn().Err(err).Msg("stopping the profile server")
+			if err := admin.stop(); err != nil {
+				logger.Warn().Err(err).Msg("stopping the admin server")
 			}
 		}()
+		server.RegisterOnShutdown(func() { admin.draining.Store(true) })
 	}
 
 	if c.StopAfter > 0 {

@@ -13,6 +13,7 @@ import (
 	"balancing-reverse-proxy/config"
 	"balancing-reverse-proxy/endpoints"
 	"balancing-reverse-proxy/fanout"
+	"balancing-reverse-proxy/metrics"
 	"balancing-reverse-proxy/routes"
 	"balancing-reverse-proxy/wire"
 )
@@ -96,6 +97,22 @@ func (c *CLI) routed(transport *wire.Transport, cache *transportCache, replay *f
 		return ev.Str("config", c.Config).Int("routes", len(file.Routes))
 	}
 	return r, nil
+}
+
+// notReady says why the engines cannot serve: a route none of whose
+// endpoints is usable (every one ejected or paused by Retry-After); "" when
+// each has one.
+func (r *routedEngines) notReady() string {
+	for _, e := range r.engines {
+		if !e.proxy.Endpoints.Usable() {
+			name := e.name
+			if name == "" {
+				name = metrics.DefaultRoute
+			}
+			return fmt.Sprintf("route %s: every endpoint is ejected or paused by Retry-After", name)
+		}
+	}
+	return ""
 }
 
 // closeTunnels closes every engine's upgraded connections.

@@ -215,6 +215,18 @@ func (p *Pool) Inherit(old *Pool) {
 	}
 }
 
+// Usable reports whether some endpoint may be tried now: not ejected, not
+// paused by Retry-After.
+func (p *Pool) Usable() bool {
+	now := p.now()
+	for _, s := range p.states {
+		if s.available(now) {
+			return true
+		}
+	}
+	return false
+}
+
 // Find returns the endpoint whose base URL, as configured, is url.
 func (p *Pool) Find(url string) (Endpoint, bool) {
 	i, ok := p.byURL[url]

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// adminAddressOf waits for the admin listener's address in p's log.
+func adminAddressOf(t *testing.T, logs interface{ String() string }) string {
+	t.Helper()
+	var address string
+	require.Eventually(t, func() bool {
+		m := regexp.MustCompile(`serving profiles.* address=(\S+)`).FindStringSubmatch(logs.String())
+		if m != nil {
+			address = m[1]
+		}
+		return m != nil
+	}, hangGuard, 10*time.Millisecond)
+	return address
+}
+
+// adminGet returns the status and body of the admin listener's path.
+func adminGet(t *testing.T, address, path string) (int, string) {
+	t.Helper()
+	resp, err := (&http.Client{Timeout: hangGuard}).Get("http://" + address + path)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(body)
+}
+
+func TestTheAdminListener(t *testing.T) {
+	t.Parallel()
+	one := pathEndpoint(t, "one")
+	p := startProxy(t, nil, "-e", one.URL+",http://127.0.0.1:1", "-admin-address", "127.0.0.1:0", "-eject-after", "1", "-eject-backoff", "1m")
+	logs := collectLines(p)
+	admin := adminAddressOf(t, logs)
+	status, body := adminGet(t, admin, "/healthz")
+	assert.Equal(t, http.StatusOK, status)
+	assert.Equal(t, "ok\n", body)
+	status, body = adminGet(t, admin, "/readyz")
+	assert.Equal(t, http.StatusOK, status, body)
+
+	for range 3 {
+		_, body := fetch(t, p.address, "h", "/x")
+		require.Equal(t, "one /x", body)
+	}
+	status, body = adminGet(t, admin, "/metrics")
+	require.Equal(t, http.StatusOK, status)
+	assert.Contains(t, body, `brp_requests_total{code="200",route="default"} 3`)
+	assert.Contains(t, body, `brp_request_duration_seconds_count{route="default"} 3`)
+	assert.Contains(t, body, `brp_requests_in_flight{route="default"} 0`)
+	assert.Contains(t, body, "go_goroutines ")
+	assert.Contains(t, body, "process_resident_memory_bytes ")
+	status, _ = adminGet(t, admin, "/debug/pprof/goroutine?debug=1")
+	assert.Equal(t, http.StatusOK, status, "the profiles, as -debug-address served them")
+}
+
+func TestReadyzSaysWhenARouteCannotServe(t *testing.T) {
+	t.Parallel()
+	dead := "http://127.0.0.1:1"
+	p := startProxy(t, nil, "-e", dead, "-admin-address", "127.0.0.1:0", "-eject-after", "1", "-eject-backoff", "1m")
+	admin := adminAddressOf(t, collectLines(p))
+	status, _ := adminGet(t, admin, "/readyz")
+	require.Equal(t, http.StatusOK, status)
+	resp, _ := fetch(t, p.address, "h", "/") // fails, and ejects the only endpoint
+	require.Equal(t, http.StatusBadGateway, resp.StatusCode)
+	status, body := adminGet(t, admin, "/readyz")
+	assert.Equal(t, http.StatusServiceUnavailable, status)
+	assert.Equal(t, "not ready: route default: every endpoint is ejected or paused by Retry-After\n", body)
+}
+
+func TestReadyzSays503AsSoonAsAShutdownBegins(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	slow := pathEndpoint(t, "unused")
+	slow.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release; io.WriteString(w, "slow") })
+	p := startProxy(t, nil, "-e", slow.URL, "-admin-address", "127.0.0.1:0", "-shutdown-timeout", "20s")
+	admin := adminAddressOf(t, collectLines(p))
+	inFlight := make(chan string, 1)
+	go func() {
+		resp, err := (&http.Client{Timeout: hangGuard}).Get("http://" + p.address + "/")
+		if err != nil {
+			inFlight <- err.Error()
+			return
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		inFlight <- string(body)
+	}()
+	require.Eventually(t, func() bool {
+		_, body := adminGet(t, admin, "/metrics")
+		return strings.Contains(body, `brp_requests_in_flight{route="default"} 1`)
+	}, hangGuard, 10*time.Millisecond)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Eventually(t, func() bool {
+		status, body := adminGet(t, admin, "/readyz")
+		return status == http.StatusServiceUnavailable && body == "not ready: shutting down\n"
+	}, hangGuard, 10*time.Millisecond, "503 while the drain runs, the admin listener still up")
+	close(release)
+	assert.Equal(t, "slow", <-inFlight, "the request in flight finishes")
+}
