@@ -27,14 +27,19 @@ func adminAddressOf(t *testing.T, logs interface{ String() string }) string {
 	return address
 }
 
-// adminGet returns the status and body of the admin listener's path.
-func adminGet(t *testing.T, address, path string) (int, string) {
-	t.Helper()
+// adminGet returns the status and body of the admin listener's path, or 0
+// and the error that kept it from them. It may run on a goroutine of
+// require.Eventually's, so it fails nothing itself.
+func adminGet(address, path string) (int, string) {
 	resp, err := (&http.Client{Timeout: hangGuard}).Get("http://" + address + path)
-	require.NoError(t, err)
+	if err != nil {
+		return 0, err.Error()
+	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
+	if err != nil {
+		return 0, err.Error()
+	}
 	return resp.StatusCode, string(body)
 }
 
@@ -44,24 +49,24 @@ func TestTheAdminListener(t *testing.T) {
 	p := startProxy(t, nil, "-e", one.URL+",http://127.0.0.1:1", "-admin-address", "127.0.0.1:0", "-eject-after", "1", "-eject-backoff", "1m")
 	logs := collectLines(p)
 	admin := adminAddressOf(t, logs)
-	status, body := adminGet(t, admin, "/healthz")
+	status, body := adminGet(admin, "/healthz")
 	assert.Equal(t, http.StatusOK, status)
 	assert.Equal(t, "ok\n", body)
-	status, body = adminGet(t, admin, "/readyz")
+	status, body = adminGet(admin, "/readyz")
 	assert.Equal(t, http.StatusOK, status, body)
 
 	for range 3 {
 		_, body := fetch(t, p.address, "h", "/x")
 		require.Equal(t, "one /x", body)
 	}
-	status, body = adminGet(t, admin, "/metrics")
+	status, body = adminGet(admin, "/metrics")
 	require.Equal(t, http.StatusOK, status)
 	assert.Contains(t, body, `brp_requests_total{code="200",route="default"} 3`)
 	assert.Contains(t, body, `brp_request_duration_seconds_count{route="default"} 3`)
 	assert.Contains(t, body, `brp_requests_in_flight{route="default"} 0`)
 	assert.Contains(t, body, "go_goroutines ")
 	assert.Contains(t, body, "process_resident_memory_bytes ")
-	status, _ = adminGet(t, admin, "/debug/pprof/goroutine?debug=1")
+	status, _ = adminGet(admin, "/debug/pprof/goroutine?debug=1")
 	assert.Equal(t, http.StatusOK, status, "the profiles, as -debug-address served them")
 }
 
@@ -70,11 +75,11 @@ func TestReadyzSaysWhenARouteCannotServe(t *testing.T) {
 	dead := "http://127.0.0.1:1"
 	p := startProxy(t, nil, "-e", dead, "-admin-address", "127.0.0.1:0", "-eject-after", "1", "-eject-backoff", "1m")
 	admin := adminAddressOf(t, collectLines(p))
-	status, _ := adminGet(t, admin, "/readyz")
+	status, _ := adminGet(admin, "/readyz")
 	require.Equal(t, http.StatusOK, status)
 	resp, _ := fetch(t, p.address, "h", "/") // fails, and ejects the only endpoint
 	require.Equal(t, http.StatusBadGateway, resp.StatusCode)
-	status, body := adminGet(t, admin, "/readyz")
+	status, body := adminGet(admin, "/readyz")
 	assert.Equal(t, http.StatusServiceUnavailable, status)
 	assert.Equal(t, "not ready: route default: every endpoint is ejected or paused by Retry-After\n", body)
 }
@@ -98,12 +103,12 @@ func TestReadyzSays503AsSoonAsAShutdownBegins(t *testing.T) {
 		inFlight <- string(body)
 	}()
 	require.Eventually(t, func() bool {
-		_, body := adminGet(t, admin, "/metrics")
+		_, body := adminGet(admin, "/metrics")
 		return strings.Contains(body, `brp_requests_in_flight{route="default"} 1`)
 	}, hangGuard, 10*time.Millisecond)
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	require.Eventually(t, func() bool {
-		status, body := adminGet(t, admin, "/readyz")
+		status, body := adminGet(admin, "/readyz")
 		return status == http.StatusServiceUnavailable && body == "not ready: shutting down\n"
 	}, hangGuard, 10*time.Millisecond, "503 while the drain runs, the admin listener still up")
 	close(release)
