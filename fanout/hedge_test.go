@@ -143,7 +143,10 @@ func TestAdaptiveDelayIsLearntFromAnswers(t *testing.T) {
 		_, _ = io.WriteString(w, "first")
 	})
 	second := newBackend(t, answer(http.StatusOK, "second"))
-	delay := hedge.NewDelay(hedge.Spec{Percentile: 50}, hedge.Options{Min: time.Millisecond, Max: time.Hour, MinSamples: 10})
+	// The learnt delay is held at 20 ms or more: on a busy machine a first
+	// attempt that answers at once, or one that stalls, must reach its
+	// endpoint before the hedge does.
+	delay := hedge.NewDelay(hedge.Spec{Percentile: 50}, hedge.Options{Min: 20 * time.Millisecond, Max: time.Hour, MinSamples: 10})
 	proxy := newProxy(t, Hedged(delay), []string{first.srv.URL, second.srv.URL}, func(p *Proxy) {
 		p.Timeout = 200 * time.Millisecond
 	})
