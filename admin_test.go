@@ -64,6 +64,11 @@ func TestTheAdminListener(t *testing.T) {
 	assert.Contains(t, body, `brp_requests_total{code="200",route="default"} 3`)
 	assert.Contains(t, body, `brp_request_duration_seconds_count{route="default"} 3`)
 	assert.Contains(t, body, `brp_requests_in_flight{route="default"} 0`)
+	assert.Contains(t, body, `brp_attempts_total{endpoint="`+one.URL+`",result="won",route="default"} 3`)
+	assert.Contains(t, body, `brp_attempts_total{endpoint="http://127.0.0.1:1",result="failed",route="default"} 0`,
+		"every endpoint's series from start-up")
+	assert.Contains(t, body, `brp_attempt_duration_seconds_count{endpoint="`+one.URL+`",route="default"} 3`)
+	assert.Contains(t, body, `brp_hedges_total{result="sent",route="default"} 0`)
 	assert.Contains(t, body, "go_goroutines ")
 	assert.Contains(t, body, "process_resident_memory_bytes ")
 	status, _ = adminGet(admin, "/debug/pprof/goroutine?debug=1")

@@ -78,7 +78,7 @@ func (c *CLI) newEngine(route string, transport *wire.Transport, replay *fanout.
 		if label == "" {
 			label = metrics.DefaultRoute
 		}
-		proxy.Observers = append(proxy.Observers, c.metrics.Route(label))
+		proxy.Observers = append(proxy.Observers, c.metrics.Route(label, c.Endpoints))
 	}
 	if previous != nil {
 		pool.Inherit(previous.proxy.Endpoints)

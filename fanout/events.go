@@ -42,6 +42,32 @@ const (
 	RequestDone
 )
 
+// Result is how an attempt ended.
+type Result uint8
+
+// The results of an attempt.
+const (
+	// ResultNone: the event is not an attempt's end.
+	ResultNone Result = iota
+	// ResultWon: its terminal answer is the request's.
+	ResultWon
+	// ResultFailed: an error, or an answer with a status that is not
+	// terminal.
+	ResultFailed
+	// ResultTimeout: no headers within --try-timeout or the request's
+	// time-out.
+	ResultTimeout
+	// ResultCancelled: a loser, cut by the winner or the client's leaving,
+	// or answered after the winner was chosen.
+	ResultCancelled
+)
+
+// String names the result as the metrics label it: won, failed, timeout or
+// cancelled.
+func (r Result) String() string {
+	return [...]string{"", "won", "failed", "timeout", "cancelled"}[r]
+}
+
 // Event is one thing the engine did with a request.
 type Event struct {
 	Kind EventKind
@@ -58,6 +84,11 @@ type Event struct {
 	Elapsed time.Duration
 	// Status is the answer's status, for AttemptAnswered and WinnerChosen.
 	Status int
+	// Result is how the attempt ended, for AttemptAnswered, AttemptFailed
+	// and AttemptCancelled.
+	Result Result
+	// Hedge is set, for WinnerChosen, when the winning attempt was a hedge.
+	Hedge bool
 	// Err is why the attempt failed or was cancelled.
 	Err error
 	// Done is how the request ended, for RequestDone.

@@ -20,6 +20,8 @@ type seen struct {
 	attempt  int
 	status   int
 	ending   Ending
+	result   Result
+	hedge    bool
 }
 
 // recorder is an Observer that keeps every event it is told, and closes done
@@ -33,7 +35,7 @@ type recorder struct {
 func newRecorder() *recorder { return &recorder{done: make(chan struct{})} }
 
 func (r *recorder) Observe(e Event) {
-	s := seen{kind: e.Kind, endpoint: -1, status: e.Status}
+	s := seen{kind: e.Kind, endpoint: -1, status: e.Status, result: e.Result, hedge: e.Hedge}
 	switch e.Kind {
 	case AttemptStarted, AttemptAnswered, AttemptFailed, AttemptCancelled, HedgeSent, WinnerChosen:
 		s.endpoint, s.attempt = e.Endpoint.Index, e.Attempt
@@ -70,9 +72,9 @@ func TestObserversSeeAFailOverInOrder(t *testing.T) {
 	assert.Equal(t, []seen{
 		{kind: RequestReceived, endpoint: -1},
 		{kind: AttemptStarted, endpoint: 0, attempt: 1},
-		{kind: AttemptFailed, endpoint: 0, attempt: 1},
+		{kind: AttemptFailed, endpoint: 0, attempt: 1, result: ResultFailed},
 		{kind: AttemptStarted, endpoint: 1, attempt: 2},
-		{kind: AttemptAnswered, endpoint: 1, attempt: 2, status: http.StatusOK},
+		{kind: AttemptAnswered, endpoint: 1, attempt: 2, status: http.StatusOK, result: ResultWon},
 		{kind: WinnerChosen, endpoint: 1, attempt: 2, status: http.StatusOK},
 		{kind: RequestDone, endpoint: 1, status: http.StatusOK, ending: Served},
 	}, rec.wait(t))
@@ -94,9 +96,9 @@ func TestObserversSeeAHedgeWinAndItsLoserCancelled(t *testing.T) {
 		{kind: RequestReceived, endpoint: -1},
 		{kind: AttemptStarted, endpoint: 0, attempt: 1},
 		{kind: HedgeSent, endpoint: 1, attempt: 2},
-		{kind: AttemptAnswered, endpoint: 1, attempt: 2, status: http.StatusOK},
-		{kind: WinnerChosen, endpoint: 1, attempt: 2, status: http.StatusOK},
-		{kind: AttemptCancelled, endpoint: 0, attempt: 1},
+		{kind: AttemptAnswered, endpoint: 1, attempt: 2, status: http.StatusOK, result: ResultWon},
+		{kind: WinnerChosen, endpoint: 1, attempt: 2, status: http.StatusOK, hedge: true},
+		{kind: AttemptCancelled, endpoint: 0, attempt: 1, result: ResultCancelled},
 		{kind: RequestDone, endpoint: 1, status: http.StatusOK, ending: Served},
 	}, rec.wait(t))
 	waitFor(t, cancelled, "the slow endpoint's cancellation")
@@ -113,7 +115,7 @@ func TestObserversSeeWhyNoEndpointAnswered(t *testing.T) {
 	assert.Equal(t, []seen{
 		{kind: RequestReceived, endpoint: -1},
 		{kind: AttemptStarted, endpoint: 0, attempt: 1},
-		{kind: AttemptFailed, endpoint: 0, attempt: 1},
+		{kind: AttemptFailed, endpoint: 0, attempt: 1, result: ResultFailed},
 		{kind: RequestDone, endpoint: -1, status: http.StatusBadGateway, ending: NoAnswer},
 	}, rec.wait(t))
 }
@@ -154,4 +156,27 @@ func TestObserversCostNoAllocation(t *testing.T) {
 	with := testing.AllocsPerRun(200, serveOnce)
 	require.Positive(t, counter.events, "the observer was told")
 	assert.Equal(t, without, with, "allocations per request without observers and with two")
+}
+
+func TestAnAttemptsResultSaysTimeoutAndANonTerminalAnswerFailed(t *testing.T) {
+	t.Parallel()
+	stalled := make(chan struct{}, 1)
+	slow := newBackend(t, hang(stalled))
+	failing := newBackend(t, answer(http.StatusInternalServerError, "down"))
+	good := newBackend(t, answer(http.StatusOK, "ok"))
+	rec := newRecorder()
+	srv := newProxy(t, Serial(), []string{slow.srv.URL, failing.srv.URL, good.srv.URL}, func(p *Proxy) {
+		p.TryTimeout = 20 * time.Millisecond
+		p.Observers = []Observer{rec}
+	})
+	resp, _ := get(t, srv.URL)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	var results []Result
+	for _, e := range rec.wait(t) {
+		if e.result != ResultNone {
+			results = append(results, e.result)
+		}
+	}
+	assert.Equal(t, []Result{ResultTimeout, ResultFailed, ResultWon}, results)
+	assert.Equal(t, "timeout failed won cancelled", strings.Join([]string{ResultTimeout.String(), ResultFailed.String(), ResultWon.String(), ResultCancelled.String()}, " "))
 }

@@ -153,7 +153,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x.decideEnding(x.run())
 	if x.winner != nil {
 		x.done.Endpoint = x.winner.Endpoint.Index
-		p.observe(Event{Kind: WinnerChosen, Request: r, Endpoint: x.winner.Endpoint, Attempt: x.winner.Attempt, Status: x.winner.Status()})
+		p.observe(Event{Kind: WinnerChosen, Request: r, Endpoint: x.winner.Endpoint, Attempt: x.winner.Attempt, Status: x.winner.Status(),
+			Hedge: x.wasHedge(x.winner.Attempt)})
 		x.losers.settle(x.winner, x.plan.inline)
 		if p.Sessions != nil && x.done.Ending != PassedThrough {
 			x.settlePin()
@@ -190,11 +191,18 @@ func (x *exchange) prepare() {
 func (x *exchange) note(outcome *endpointresponse.Outcome) bool {
 	terminal := x.isTerminal(outcome)
 	event := Event{Kind: AttemptAnswered, Request: x.in, Endpoint: outcome.Endpoint, Attempt: outcome.Attempt,
-		Elapsed: outcome.Elapsed, Status: outcome.Status(), Err: outcome.Err}
+		Elapsed: outcome.Elapsed, Status: outcome.Status(), Err: outcome.Err, Result: ResultFailed}
 	switch {
+	case outcome.Err == nil && terminal && !x.settling:
+		// The loop takes in one terminal answer, the request's.
+		event.Result = ResultWon
+	case outcome.Err == nil && terminal:
+		event.Result = ResultCancelled
 	case outcome.Err == nil:
 	case errors.Is(outcome.Err, context.Canceled):
-		event.Kind = AttemptCancelled
+		event.Kind, event.Result = AttemptCancelled, ResultCancelled
+	case errors.Is(outcome.Err, errTryTimeout) || errors.Is(outcome.Err, errCutAtDeadline):
+		event.Kind, event.Result = AttemptFailed, ResultTimeout
 	default:
 		event.Kind = AttemptFailed
 	}
@@ -209,6 +217,7 @@ func (x *exchange) note(outcome *endpointresponse.Outcome) bool {
 // are cancelled and waited for; every answer is closed and every in-flight
 // place given back.
 func (x *exchange) finish() {
+	x.settling = true
 	x.losers.stopCut()
 	for drained := true; drained; {
 		select {

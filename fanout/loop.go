@@ -48,6 +48,11 @@ type exchange struct {
 	losers    losers
 	// pinning is the request's session and its pin (see Proxy.Sessions).
 	pinning pinning
+	// hedges has bit n-1 set when attempt n was a hedge (attempts past the
+	// 64th are not marked); settling is set once finish has begun, when an
+	// answer taken in is a loser's.
+	hedges   uint64
+	settling bool
 	// reason, if set, replaces the ending's reason in the error body;
 	// retryAfter is the Retry-After, in seconds, of PinnedEndpointDown.
 	reason     string
@@ -226,6 +231,9 @@ func (x *exchange) start(hedge bool) bool {
 	kind := AttemptStarted
 	if hedge {
 		kind = HedgeSent
+		if a.number <= 64 {
+			x.hedges |= 1 << (a.number - 1)
+		}
 	}
 	x.proxy.observe(Event{Kind: kind, Request: x.in, Endpoint: endpoint, Attempt: a.number})
 	if x.plan.inline {
@@ -236,6 +244,11 @@ func (x *exchange) start(hedge bool) bool {
 	x.running.Add(1)
 	go x.sendAside(a)
 	return true
+}
+
+// wasHedge reports whether attempt number was a hedge.
+func (x *exchange) wasHedge(number int) bool {
+	return number >= 1 && number <= 64 && x.hedges&(1<<(number-1)) != 0
 }
 
 // sendAside sends a on a goroutine of its own, which it takes part in

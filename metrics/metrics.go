@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"balancing-reverse-proxy/endpoints"
 	"balancing-reverse-proxy/fanout"
 )
 
@@ -21,11 +22,20 @@ const DefaultRoute = "default"
 // Metrics is the registry and the series of every route.
 type Metrics struct {
 	// Registry gathers everything /metrics serves.
-	Registry *prometheus.Registry
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
-	inFlight *prometheus.GaugeVec
+	Registry        *prometheus.Registry
+	requests        *prometheus.CounterVec
+	duration        *prometheus.HistogramVec
+	inFlight        *prometheus.GaugeVec
+	attempts        *prometheus.CounterVec
+	attemptDuration *prometheus.HistogramVec
+	hedges          *prometheus.CounterVec
 }
+
+// results are the attempt results, as the attempts' result label has them;
+// byResult holds a counter per result, indexed by it.
+var results = [...]fanout.Result{fanout.ResultWon, fanout.ResultFailed, fanout.ResultTimeout, fanout.ResultCancelled}
+
+type byResult [len(results) + 1]prometheus.Counter
 
 // New returns the metrics, registered with the Go and process collectors.
 func New() *Metrics {
@@ -41,20 +51,42 @@ func New() *Metrics {
 		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "brp_requests_in_flight", Help: "Requests being served, by route.",
 		}, []string{"route"}),
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "brp_attempts_total", Help: "Attempts by route, endpoint and result: won, failed (an error or a non-terminal status), timeout, cancelled (a loser).",
+		}, []string{"route", "endpoint", "result"}),
+		attemptDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "brp_attempt_duration_seconds", Help: "Time from an attempt's start to its response headers, by route and endpoint.",
+			Buckets: prometheus.ExponentialBucketsRange(0.001, 30, 16),
+		}, []string{"route", "endpoint"}),
+		hedges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "brp_hedges_total", Help: "Hedges by route and result: sent, and won (the hedge's answer was the one served).",
+		}, []string{"route", "result"}),
 	}
-	m.Registry.MustRegister(m.requests, m.duration, m.inFlight,
+	m.Registry.MustRegister(m.requests, m.duration, m.inFlight, m.attempts, m.attemptDuration, m.hedges,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
-// Route returns the observer of route's events.
-func (m *Metrics) Route(route string) *Route {
-	return &Route{
-		metrics:  m,
-		route:    route,
-		duration: m.duration.WithLabelValues(route),
-		inFlight: m.inFlight.WithLabelValues(route),
+// Route returns the observer of route's events, whose endpoints are list:
+// their series exist from now on, before any traffic.
+func (m *Metrics) Route(route string, list endpoints.List) *Route {
+	r := &Route{
+		metrics:    m,
+		route:      route,
+		duration:   m.duration.WithLabelValues(route),
+		inFlight:   m.inFlight.WithLabelValues(route),
+		hedgesSent: m.hedges.WithLabelValues(route, "sent"),
+		hedgesWon:  m.hedges.WithLabelValues(route, "won"),
 	}
+	for _, e := range list {
+		var counters byResult
+		for _, result := range results {
+			counters[result] = m.attempts.WithLabelValues(route, e.String(), result.String())
+		}
+		r.attempts = append(r.attempts, counters)
+		r.attemptDuration = append(r.attemptDuration, m.attemptDuration.WithLabelValues(route, e.String()))
+	}
+	return r
 }
 
 // Route observes one route's events; it is a fanout.Observer.
@@ -65,6 +97,11 @@ type Route struct {
 	inFlight prometheus.Gauge
 	// requests has the counter of each status seen, by status.
 	requests sync.Map
+	// attempts and attemptDuration are by endpoint index (attempts by
+	// result too).
+	attempts              [][len(results) + 1]prometheus.Counter
+	attemptDuration       []prometheus.Observer
+	hedgesSent, hedgesWon prometheus.Counter
 }
 
 // Observe implements fanout.Observer.
@@ -76,6 +113,21 @@ func (r *Route) Observe(e fanout.Event) {
 		r.inFlight.Dec()
 		r.duration.Observe(e.Elapsed.Seconds())
 		r.requestsOf(e.Done.Status).Inc()
+	case fanout.HedgeSent:
+		r.hedgesSent.Inc()
+	case fanout.WinnerChosen:
+		if e.Hedge {
+			r.hedgesWon.Inc()
+		}
+	case fanout.AttemptAnswered, fanout.AttemptFailed, fanout.AttemptCancelled:
+		i := e.Endpoint.Index
+		if i < 0 || i >= len(r.attempts) || e.Result == fanout.ResultNone {
+			return
+		}
+		r.attempts[i][e.Result].Inc()
+		if e.Kind == fanout.AttemptAnswered {
+			r.attemptDuration[i].Observe(e.Elapsed.Seconds())
+		}
 	}
 }
 
