@@ -486,8 +486,13 @@ func (c *CLI) serve(ctx context.Context, releaseSignals func()) error {
 	}
 	live := newLiveRoutes(routed, cache)
 	defer live.stop()
+	// The command line's engine is never swapped: it is served as it is.
+	engines := routed.handler
+	if c.Config != "" {
+		engines = live
+	}
 	limits := inbound.Limits{MaxHeaders: c.MaxHeaders, MaxBody: int64(c.MaxBody), BodyReadTimeout: c.BodyReadTimeout}
-	handler := hlog.NewHandler(logger)(hlog.RequestIDHandler("request_id", "X-Request-Id")(limits.Handler(live)))
+	handler := hlog.NewHandler(logger)(hlog.RequestIDHandler("request_id", "X-Request-Id")(limits.Handler(engines)))
 	server, listener, err := c.listen(handler, logger)
 	if err != nil {
 		return err
@@ -496,7 +501,7 @@ func (c *CLI) serve(ctx context.Context, releaseSignals func()) error {
 	server.RegisterOnShutdown(live.closeTunnels)
 	if c.Config != "" {
 		rl := &reloader{cli: c, live: live, transport: transport, cache: cache, replay: replay, logger: logger,
-			listen: c.Address, digest: fileDigest(c.Config)}
+			listen: c.Address, digest: routed.file.Digest}
 		reloadCtx, stopReloading := context.WithCancel(context.Background())
 		reloading := make(chan struct{})
 		go func() { defer close(reloading); rl.run(reloadCtx) }()

@@ -135,8 +135,9 @@ type reloader struct {
 	logger    zerolog.Logger
 	// listen is the address the listener has, which a reload cannot move.
 	listen string
-	// digest is the SHA-256 of the file in force, so that an event that did
-	// not change it (a touch, an editor's temporary file) reloads nothing.
+	// digest is the SHA-256 of the file last read (the one in force, or a
+	// bad one since), so that an event that did not change it (a touch)
+	// reloads nothing and a bad file is logged once.
 	digest [sha256.Size]byte
 }
 
@@ -219,6 +220,9 @@ func (rl *reloader) reload(why string, always bool) {
 	if next.file.Listen != "" && !rl.cli.given["address"] && next.file.Listen != rl.listen {
 		rl.logger.Warn().Str("listen", next.file.Listen).Str("in_force", rl.listen).Msg("listen changed: it takes a restart; the listener stays")
 	}
+	// What was loaded, which may be newer than what was read above: a
+	// change between the two reads is then not missed.
+	rl.digest = next.file.Digest
 	rl.live.swap(next)
 	line := rl.logger.Info().Str("because", why).Int("routes", len(next.file.Routes))
 	if changes := describeChanges(previous.file, next.file); len(changes) > 0 {
@@ -276,13 +280,4 @@ func describeChanges(old, next *config.File) []string {
 func sameRoute(a, b config.Route) bool {
 	a.Line, b.Line = 0, 0
 	return reflect.DeepEqual(a, b)
-}
-
-// fileDigest is the SHA-256 of the file at path, zero if it cannot be read.
-func fileDigest(path string) [sha256.Size]byte {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return [sha256.Size]byte{}
-	}
-	return sha256.Sum256(data)
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"sync"
@@ -312,4 +313,29 @@ func TestAReloadKeepsTheConnectionsOfEndpointsThatStayAndClosesTheOthers(t *test
 		require.Equal(t, "stays", answeredBy(p.address, "/a"))
 	}
 	assert.Equal(t, int32(1), stays.made.Load(), "the endpoint that stays keeps its one connection")
+}
+
+func TestAChangedListenIsReportedAsTakingARestart(t *testing.T) {
+	t.Parallel()
+	one := pathEndpoint(t, "one")
+	route := fmt.Sprintf("routes:\n  - {name: r, endpoints: [%s]}\n", one.URL)
+	free := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		defer ln.Close()
+		return ln.Addr().String()
+	}
+	first, second := free(), free()
+	path := writeConfig(t, "listen: "+first+"\n"+route)
+	// Without -address, which would win over the file (startProxy gives one).
+	logs := &syncbuffer.Buffer{}
+	cmd := exec.Command(binary, "-config", path)
+	cmd.Stdout = logs
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "listening address="+first) }, hangGuard, 10*time.Millisecond)
+	rewrite(t, path, "listen: "+second+"\n"+route)
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "configuration reloaded") }, hangGuard, 10*time.Millisecond)
+	assert.Contains(t, logs.String(), "listen changed: it takes a restart; the listener stays in_force="+first+" listen="+second)
+	assert.Equal(t, "one", answeredBy(first, "/"), "still on the first address")
 }

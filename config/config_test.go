@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/sha256"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,6 +68,7 @@ func TestAGoodFile(t *testing.T) {
 	assert.Equal(t, 2*time.Second, time.Duration(*search.TryTimeout))
 	assert.Nil(t, search.Timeout, "not set in the route")
 	assert.Equal(t, &Redirect{To: "https://docs.example/", Status: 308}, file.Routes[1].Redirect)
+	assert.Equal(t, sha256.Sum256([]byte(good)), file.Digest, "the digest of the bytes read")
 }
 
 func TestEnvironmentValuesStayStrings(t *testing.T) {

@@ -8,6 +8,7 @@ package config
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -86,6 +87,7 @@ func Parse(name string, data []byte, getenv func(string) (string, bool)) (*File,
 	if len(r.problems) > 0 {
 		return nil, r.problems
 	}
+	file.Digest = sha256.Sum256(data)
 	return file, nil
 }
 

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/sha256"
+
 	"balancing-reverse-proxy/budget"
 	"balancing-reverse-proxy/endpoints"
 	"balancing-reverse-proxy/hedge"
@@ -18,6 +20,9 @@ type File struct {
 	Defaults Settings `yaml:"defaults"`
 	// Routes are the routes, in the order of the file.
 	Routes []Route `yaml:"routes"`
+	// Digest is the SHA-256 of the bytes the file was read from, so that a
+	// reload can tell a file that changed from one that did not.
+	Digest [sha256.Size]byte `yaml:"-"`
 }
 
 // Settings are what a route may set, each as its flag does; nil is unset
