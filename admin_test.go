@@ -18,7 +18,7 @@ func adminAddressOf(t *testing.T, logs interface{ String() string }) string {
 	t.Helper()
 	var address string
 	require.Eventually(t, func() bool {
-		m := regexp.MustCompile(`serving profiles.* address=(\S+)`).FindStringSubmatch(logs.String())
+		m := regexp.MustCompile(`admin listener:.* address=(\S+)`).FindStringSubmatch(logs.String())
 		if m != nil {
 			address = m[1]
 		}

@@ -24,7 +24,9 @@ import (
 type engine struct {
 	name  string
 	proxy *fanout.Proxy
-	stops []func()
+	// metrics observes proxy, with an admin listener; nil otherwise.
+	metrics *metrics.Route
+	stops   []func()
 	// sessionKey says which session settings proxy.Sessions has, so that a
 	// reload that keeps them keeps its pins. ownsSessions is set while the
 	// engine is the one to close them: a reload's engine that shares them
@@ -73,13 +75,6 @@ func (c *CLI) newEngine(route string, transport *wire.Transport, replay *fanout.
 		DebugHeaders:        c.DebugHeaders,
 		Observers:           []fanout.Observer{fanout.RequestLog{}},
 	}
-	if c.metrics != nil {
-		label := route
-		if label == "" {
-			label = metrics.DefaultRoute
-		}
-		proxy.Observers = append(proxy.Observers, c.metrics.Route(label, c.Endpoints))
-	}
 	if previous != nil {
 		pool.Inherit(previous.proxy.Endpoints)
 	}
@@ -114,6 +109,10 @@ func (c *CLI) newEngine(route string, transport *wire.Transport, replay *fanout.
 			line = line.Strs("headers", slices.Sorted(maps.Keys(endpoint.Header)))
 		}
 		line.Msg("configured endpoint")
+	}
+	if c.metrics != nil {
+		e.metrics = c.metrics.Route(proxy)
+		proxy.Observers = append(proxy.Observers, e.metrics)
 	}
 	if c.HealthPath != "" {
 		checker := &healthcheck.Checker{

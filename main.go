@@ -474,15 +474,15 @@ func (c *CLI) serve(ctx context.Context, releaseSignals func()) error {
 
 	transport := wire.New(c.wireOptions(nil))
 	defer transport.CloseIdleConnections()
-	adminFlag, adminAddress := c.adminAddress()
-	if adminAddress != "" {
-		c.metrics = metrics.New()
-	}
 	replay := &fanout.ReplayMemory{}
 	cache := newTransportCache(c.wireOptions)
 	routed, err := c.routed(transport, cache, replay, nil, logger)
 	if err != nil {
 		return err
+	}
+	adminFlag, adminAddress := c.adminAddress()
+	if c.metrics != nil {
+		c.metrics.Serve(routed.observed())
 	}
 	live := newLiveRoutes(routed, cache)
 	defer live.stop()
@@ -501,7 +501,7 @@ func (c *CLI) serve(ctx context.Context, releaseSignals func()) error {
 	server.RegisterOnShutdown(live.closeTunnels)
 	if c.Config != "" {
 		rl := &reloader{cli: c, live: live, transport: transport, cache: cache, replay: replay, logger: logger,
-			listen: c.Address, digest: routed.file.Digest}
+			listen: c.Address, admin: adminAddress, digest: routed.file.Digest}
 		reloadCtx, stopReloading := context.WithCancel(context.Background())
 		reloading := make(chan struct{})
 		go func() { defer close(reloading); rl.run(reloadCtx) }()
@@ -509,11 +509,11 @@ func (c *CLI) serve(ctx context.Context, releaseSignals func()) error {
 	}
 	routed.describe(logger.Info().Str("address", listener.Addr().String()).Str("protocols", server.Protocols.String())).Msg("listening")
 	if adminAddress != "" {
-		admin, err := startAdminServer(adminFlag, adminAddress, c.metrics.Registry, func() string { return live.current.Load().notReady() })
+		admin, err := startAdminServer(adminFlag, adminAddress, c.metrics, func() string { return live.current.Load().notReady() })
 		if err != nil {
 			return err
 		}
-		logger.Info().Str("address", admin.Address).Msg("serving profiles at /debug/pprof/, /metrics, /healthz and /readyz")
+		logger.Info().Str("address", admin.Address).Msg("admin listener: the stats page at /, /stats.json, /metrics, /healthz, /readyz, profiles at /debug/pprof/")
 		// Stopped after the drain: a load balancer keeps reading /readyz.
 		defer func() {
 			if err := admin.stop(); err != nil {

@@ -457,8 +457,8 @@ func TestDebugAddressServesProfiles(t *testing.T) {
 	for debugAddress == "" {
 		select {
 		case line, ok := <-p.lines:
-			require.True(t, ok, "the proxy exited before serving profiles")
-			if m := regexp.MustCompile(`serving profiles.* address=(\S+)`).FindStringSubmatch(line); m != nil {
+			require.True(t, ok, "the proxy exited before its admin listener was up")
+			if m := regexp.MustCompile(`admin listener:.* address=(\S+)`).FindStringSubmatch(line); m != nil {
 				debugAddress = m[1]
 			}
 		case <-time.After(hangGuard):

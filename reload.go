@@ -133,8 +133,9 @@ type reloader struct {
 	cache     *transportCache
 	replay    *fanout.ReplayMemory
 	logger    zerolog.Logger
-	// listen is the address the listener has, which a reload cannot move.
-	listen string
+	// listen and admin are the addresses of the listener and the admin
+	// listener, which a reload cannot move.
+	listen, admin string
 	// digest is the SHA-256 of the file last read (the one in force, or a
 	// bad one since), so that an event that did not change it (a touch)
 	// reloads nothing and a bad file is logged once.
@@ -194,6 +195,7 @@ func (rl *reloader) concerns(event fsnotify.Event) bool {
 func (rl *reloader) reload(why string, always bool) {
 	data, err := os.ReadFile(rl.cli.Config)
 	if err != nil {
+		rl.counted(false)
 		rl.logger.Error().Err(err).Str("because", why).Msg("configuration not reloaded; the one in force stays")
 		return
 	}
@@ -207,6 +209,7 @@ func (rl *reloader) reload(why string, always bool) {
 	previous := rl.live.current.Load()
 	next, err := c.routed(rl.transport, rl.cache, rl.replay, previous, rl.logger)
 	if err != nil {
+		rl.counted(false)
 		var problems config.Problems
 		if errors.As(err, &problems) {
 			for _, p := range problems {
@@ -222,13 +225,27 @@ func (rl *reloader) reload(why string, always bool) {
 	}
 	// What was loaded, which may be newer than what was read above: a
 	// change between the two reads is then not missed.
+	if _, admin := c.adminAddress(); admin != rl.admin {
+		rl.logger.Warn().Str("admin", admin).Str("in_force", rl.admin).Msg("admin changed: it takes a restart; the admin listener stays")
+	}
 	rl.digest = next.file.Digest
 	rl.live.swap(next)
+	if m := rl.cli.metrics; m != nil {
+		m.Serve(next.observed())
+	}
+	rl.counted(true)
 	line := rl.logger.Info().Str("because", why).Int("routes", len(next.file.Routes))
 	if changes := describeChanges(previous.file, next.file); len(changes) > 0 {
 		line = line.Strs("changes", changes)
 	}
 	line.Msg("configuration reloaded")
+}
+
+// counted counts a reload in the metrics, if there are any.
+func (rl *reloader) counted(ok bool) {
+	if m := rl.cli.metrics; m != nil {
+		m.Reloaded(ok)
+	}
 }
 
 // describeChanges says what changed from old to next: routes added,

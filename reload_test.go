@@ -137,7 +137,7 @@ func TestReloadsUnderLoadLoseNoRequest(t *testing.T) {
 	logs := collectLines(p)
 	var debugAddress string
 	require.Eventually(t, func() bool {
-		m := regexp.MustCompile(`serving profiles.* address=(\S+)`).FindStringSubmatch(logs.String())
+		m := regexp.MustCompile(`admin listener:.* address=(\S+)`).FindStringSubmatch(logs.String())
 		if m != nil {
 			debugAddress = m[1]
 		}

@@ -56,6 +56,7 @@ func (r *routedEngines) engineNamed(name string) *engine {
 // replay memory every route shares.
 func (c *CLI) routed(transport *wire.Transport, cache *transportCache, replay *fanout.ReplayMemory, previous *routedEngines, logger zerolog.Logger) (*routedEngines, error) {
 	if c.Config == "" {
+		c.startMetrics()
 		e, err := c.newEngine("", transport, replay, nil, logger)
 		if err != nil {
 			return nil, err
@@ -67,6 +68,12 @@ func (c *CLI) routed(transport *wire.Transport, cache *transportCache, replay *f
 	file, routeCLIs, err := c.loadConfig()
 	if err != nil {
 		return nil, err
+	}
+	if previous == nil {
+		c.startMetrics()
+		for i := range routeCLIs {
+			routeCLIs[i].metrics = c.metrics
+		}
 	}
 	r := &routedEngines{file: file, transportKeys: map[string]bool{}}
 	table := make([]routes.Route, len(file.Routes))
@@ -115,6 +122,18 @@ func (r *routedEngines) notReady() string {
 	return ""
 }
 
+// observed returns the metrics observers of the engines, none without an
+// admin listener.
+func (r *routedEngines) observed() []*metrics.Route {
+	var observed []*metrics.Route
+	for _, e := range r.engines {
+		if e.metrics != nil {
+			observed = append(observed, e.metrics)
+		}
+	}
+	return observed
+}
+
 // closeTunnels closes every engine's upgraded connections.
 func (r *routedEngines) closeTunnels() {
 	for _, e := range r.engines {
@@ -126,6 +145,14 @@ func (r *routedEngines) closeTunnels() {
 func (r *routedEngines) stop() {
 	for _, e := range r.engines {
 		e.stop()
+	}
+}
+
+// startMetrics makes the metrics that the engines report to, when there is
+// an admin listener (from the flags, or the file's admin) to serve them.
+func (c *CLI) startMetrics() {
+	if _, address := c.adminAddress(); address != "" && c.metrics == nil {
+		c.metrics = metrics.New()
 	}
 }
 
@@ -145,6 +172,12 @@ func (c *CLI) loadConfig() (*config.File, []CLI, error) {
 			problems = append(problems, fmt.Sprintf("%s: %v", c.Config, err))
 		}
 		c.Address = file.Listen
+	}
+	if file.Admin != "" && !c.given["admin-address"] && !c.given["debug-address"] {
+		if err := checkAddress("admin", file.Admin); err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", c.Config, err))
+		}
+		c.AdminAddress, c.DebugAddress = file.Admin, ""
 	}
 	routeCLIs := make([]CLI, len(file.Routes))
 	for i, fr := range file.Routes {

@@ -110,18 +110,31 @@ func (b *Budget) Deposit() {
 func (b *Budget) Withdraw() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	spent, allowed := b.balance()
+	if spent+1 > allowed+slack {
+		return false
+	}
+	b.withdrawals[b.bucket]++
+	return true
+}
+
+// Balance returns the extra attempts spent within the window and the number
+// allowed, as the admin listener shows them.
+func (b *Budget) Balance() (spent, allowed float64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.balance()
+}
+
+// balance is Balance with b.mu held; it moves the ring to now.
+func (b *Budget) balance() (spent, allowed float64) {
 	b.advance()
 	var deposited, withdrawn int64
 	for i := range buckets {
 		deposited += b.deposits[i]
 		withdrawn += b.withdrawals[i]
 	}
-	allowed := math.Max(b.share*float64(deposited), b.floor)
-	if float64(withdrawn+1) > allowed+slack {
-		return false
-	}
-	b.withdrawals[b.bucket]++
-	return true
+	return float64(withdrawn), math.Max(b.share*float64(deposited), b.floor)
 }
 
 // advance moves the ring to now, emptying the buckets that have become a

@@ -180,3 +180,21 @@ func BenchmarkBudget(b *testing.B) {
 		}
 	})
 }
+
+func TestBalanceIsWhatIsSpentOfWhatIsAllowed(t *testing.T) {
+	t.Parallel()
+	b, clock := newTestBudget(t, 0.1, 0, 10*time.Second)
+	deposit(b, 100)
+	spent, allowed := b.Balance()
+	assert.InDelta(t, 0.0, spent, 1e-9)
+	assert.InDelta(t, 10.0, allowed, 1e-9)
+	for range 4 {
+		require.True(t, b.Withdraw())
+	}
+	spent, allowed = b.Balance()
+	assert.InDelta(t, 4.0, spent, 1e-9)
+	assert.InDelta(t, 10.0, allowed, 1e-9)
+	clock.Advance(11 * time.Second)
+	spent, allowed = b.Balance()
+	assert.InDelta(t, 0.0, spent+allowed, 1e-9, "the window has passed")
+}

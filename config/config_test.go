@@ -97,7 +97,7 @@ func TestBadFilesNameFileLineAndKey(t *testing.T) {
 	}{
 		{"empty", "", []string{"f.yaml: the file is empty"}},
 		{"not YAML", "routes: [\n", []string{"f.yaml:", "accepted: YAML"}},
-		{"unknown top key", "lisen: :8080\n" + route, []string{"f.yaml:1: lisen: unknown key; accepted: defaults, listen, routes"}},
+		{"unknown top key", "lisen: :8080\n" + route, []string{"f.yaml:1: lisen: unknown key; accepted: admin, defaults, listen, routes"}},
 		{"unknown route key", "routes:\n  - name: r\n    endpoint: [http://a.example]\n", []string{
 			"f.yaml:3: routes[0].endpoint: unknown key; accepted:", "f.yaml:2: routes[0]: no endpoints and no redirect"}},
 		{"unknown nested key", route + "    hedge: {dely: 5ms}\n", []string{"f.yaml:4: routes[0].hedge.dely: unknown key; accepted: budget, delay, delay_max, delay_min"}},

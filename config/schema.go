@@ -16,6 +16,8 @@ import (
 type File struct {
 	// Listen is the address the proxy listens on, as --address.
 	Listen string `yaml:"listen"`
+	// Admin is the admin listener's address, as --admin-address.
+	Admin string `yaml:"admin"`
 	// Defaults are the settings of every route that does not set its own.
 	Defaults Settings `yaml:"defaults"`
 	// Routes are the routes, in the order of the file.

@@ -105,6 +105,31 @@ type state struct {
 	// as of sampled.
 	latency float64
 	sampled time.Time
+	// ejectionsTotal counts every ejection, for the metrics; changed is when
+	// the state last changed by an event (an ejection, a return, a pause).
+	ejectionsTotal uint64
+	changed        time.Time
+}
+
+// The states of an endpoint, as Status gives them.
+const (
+	StateUp      = "up"
+	StateEjected = "ejected"
+	StatePaused  = "paused"
+)
+
+// Status is one endpoint's state, as the admin listener shows it.
+type Status struct {
+	// State is StateUp, StateEjected or StatePaused (by Retry-After).
+	State string
+	// InFlight counts its attempts in flight.
+	InFlight int64
+	// Ejections counts its ejections since it joined the pool (a reload that
+	// keeps it keeps them).
+	Ejections uint64
+	// Since is when its state last changed: an ejection, a return, a pause or
+	// its end; the pool's making for one that never changed.
+	Since time.Time
 }
 
 // NewPool returns the pool of list's endpoints.
@@ -115,7 +140,7 @@ func NewPool(list List, opts PoolOptions) *Pool {
 	opts.EjectBackoffMax = max(opts.EjectBackoffMax, opts.EjectBackoff)
 	p := &Pool{list: list, byURL: make(map[string]int, len(list)), opts: opts, states: make([]*state, len(list)), turns: make([]int, len(list)), now: time.Now}
 	for i := range p.states {
-		p.states[i] = &state{}
+		p.states[i] = &state{changed: p.now()}
 		p.byURL[list[i].String()] = i
 	}
 	return p
@@ -227,6 +252,31 @@ func (p *Pool) Usable() bool {
 	return false
 }
 
+// List returns the endpoints, in their configured order.
+func (p *Pool) List() List {
+	return p.list
+}
+
+// Status returns the state of the endpoint at index.
+func (p *Pool) Status(index int) Status {
+	s, now := p.states[index], p.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	status := Status{State: StateUp, InFlight: s.inflight.Load(), Ejections: s.ejectionsTotal, Since: s.changed}
+	switch {
+	case now.Before(s.ejectedUntil):
+		status.State = StateEjected
+	case now.Before(s.pausedUntil):
+		status.State = StatePaused
+	}
+	for _, end := range []time.Time{s.ejectedUntil, s.pausedUntil} {
+		if !now.Before(end) && end.After(status.Since) {
+			status.Since = end
+		}
+	}
+	return status
+}
+
 // Find returns the endpoint whose base URL, as configured, is url.
 func (p *Pool) Find(url string) (Endpoint, bool) {
 	i, ok := p.byURL[url]
@@ -327,7 +377,8 @@ func (p *Pool) Failed(e Endpoint, reason error) {
 		backoff = p.opts.EjectBackoffMax
 	}
 	s.ejections++
-	s.ejectedUntil = now.Add(backoff)
+	s.ejectionsTotal++
+	s.ejectedUntil, s.changed = now.Add(backoff), now
 	p.opts.Log.Warn().Int("endpoint", e.Index).Str("url", e.String()).Int("failures", s.failures).
 		Stringer("for", backoff).AnErr("last_failure", reason).Msg("endpoint ejected")
 }
@@ -350,6 +401,7 @@ func (p *Pool) Pause(e Endpoint, d time.Duration) {
 	wasPaused := s.pausedUntil.After(p.now())
 	s.pausedUntil = until
 	if !wasPaused {
+		s.changed = p.now()
 		p.opts.Log.Warn().Int("endpoint", e.Index).Str("url", e.String()).Stringer("for", d).Msg("endpoint paused by Retry-After")
 	}
 }
@@ -373,6 +425,9 @@ func (p *Pool) Probed(index int, err error) {
 // s.mu is held.
 func (p *Pool) recover(e Endpoint, s *state, why string) {
 	if s.ejections > 0 {
+		if now := p.now(); now.Before(s.ejectedUntil) {
+			s.changed = now
+		}
 		p.opts.Log.Info().Int("endpoint", e.Index).Str("url", e.String()).Str("because", why).Msg("endpoint back")
 	}
 	s.failures, s.ejections, s.ejectedUntil = 0, 0, time.Time{}

@@ -363,3 +363,46 @@ func TestAnEndpointsOwnInflightCap(t *testing.T) {
 	assert.False(t, pool.Acquire(b))
 	assert.False(t, pool.HasRoom(b))
 }
+
+func TestStatusFollowsEjectionsPausesAndReturns(t *testing.T) {
+	t.Parallel()
+	pool, clock := newTestPool(t, 1, PoolOptions{EjectAfter: 2, EjectBackoff: 10 * time.Second, EjectBackoffMax: time.Minute})
+	e := pool.list[0]
+	start := clock.Now()
+	require.True(t, pool.Acquire(e))
+	status := pool.Status(0)
+	assert.Equal(t, StateUp, status.State)
+	assert.EqualValues(t, 1, status.InFlight)
+	pool.Release(e)
+
+	pool.Failed(e, errors.New("refused"))
+	assert.Equal(t, StateUp, pool.Status(0).State, "one failure of two")
+	clock.Advance(time.Second)
+	pool.Failed(e, errors.New("refused"))
+	status = pool.Status(0)
+	assert.Equal(t, StateEjected, status.State)
+	assert.EqualValues(t, 1, status.Ejections)
+	assert.Equal(t, start.Add(time.Second), status.Since)
+
+	clock.Advance(10 * time.Second)
+	status = pool.Status(0)
+	assert.Equal(t, StateUp, status.State, "the back-off is over")
+	assert.Equal(t, start.Add(11*time.Second), status.Since, "its end is the change")
+
+	clock.Advance(time.Second)
+	pool.Pause(e, 5*time.Second)
+	status = pool.Status(0)
+	assert.Equal(t, StatePaused, status.State)
+	assert.Equal(t, start.Add(12*time.Second), status.Since)
+	assert.EqualValues(t, 1, status.Ejections, "a pause is no ejection")
+
+	clock.Advance(5 * time.Second)
+	pool.Failed(e, errors.New("refused"))
+	pool.Failed(e, errors.New("refused"))
+	clock.Advance(time.Second)
+	pool.Answered(e, time.Millisecond)
+	status = pool.Status(0)
+	assert.Equal(t, StateUp, status.State, "an answer brings it back")
+	assert.EqualValues(t, 2, status.Ejections)
+	assert.Equal(t, start.Add(18*time.Second), status.Since)
+}

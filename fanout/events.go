@@ -40,6 +40,12 @@ const (
 	WinnerChosen
 	// RequestDone: the request is over (Done says how).
 	RequestDone
+	// HedgeSaved: the first attempt of a request that a hedge won has ended
+	// (after WinnerChosen). Elapsed is what the hedge saved: at least how
+	// much longer the first attempt waited for its headers (until it was
+	// cut, or to an answer that came too late) than the hedge took to its
+	// own. Endpoint and Attempt are the winning hedge's.
+	HedgeSaved
 )
 
 // Result is how an attempt ended.
@@ -68,6 +74,29 @@ func (r Result) String() string {
 	return [...]string{"", "won", "failed", "timeout", "cancelled"}[r]
 }
 
+// Lookup is how the look-up of a request's session id in the store went.
+type Lookup uint8
+
+// The look-ups' results.
+const (
+	// LookupNone: no look-up (no sessions, no id, or an id refused).
+	LookupNone Lookup = iota
+	// LookupHit: the id was pinned.
+	LookupHit
+	// LookupMiss: the id had no pin.
+	LookupMiss
+	// LookupError: the store failed.
+	LookupError
+)
+
+// Lookups lists the results of a look-up, for metrics that count each.
+var Lookups = [...]Lookup{LookupHit, LookupMiss, LookupError}
+
+// String names the result as the metrics label it: hit, miss or error.
+func (l Lookup) String() string {
+	return [...]string{"", "hit", "miss", "error"}[l]
+}
+
 // Event is one thing the engine did with a request.
 type Event struct {
 	Kind EventKind
@@ -80,7 +109,8 @@ type Event struct {
 	Endpoint endpoints.Endpoint
 	Attempt  int
 	// Elapsed is, for an attempt's end, the time from its start to its
-	// headers or failure; for RequestDone, the request's whole time.
+	// headers or failure; for RequestDone, the request's whole time; for
+	// HedgeSaved, the saving.
 	Elapsed time.Duration
 	// Status is the answer's status, for AttemptAnswered and WinnerChosen.
 	Status int
@@ -112,10 +142,16 @@ type Done struct {
 	// so streamed to one endpoint with no other attempt.
 	StreamedBody bool
 	// NoExtraAttempt says why an extra attempt that was wanted was not made.
-	NoExtraAttempt string
+	NoExtraAttempt Refusal
 	// Session says what became of the request's session pin: hit, pinned,
 	// repinned, learned, forgotten or store unavailable; "" for none.
 	Session string
+	// SessionLookup is how the look-up of the request's session id went;
+	// LookupNone when there was none.
+	SessionLookup Lookup
+	// Repinned is set when the session's pin moved to the endpoint that
+	// answered.
+	Repinned bool
 	// Failures are why the attempts that did not serve failed.
 	Failures []error
 	// Err is what ended the request, when it was a failure of its own (the

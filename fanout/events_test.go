@@ -29,7 +29,9 @@ type seen struct {
 type recorder struct {
 	mu     sync.Mutex
 	events []seen
-	done   chan struct{}
+	// saved has the Elapsed of each HedgeSaved.
+	saved []time.Duration
+	done  chan struct{}
 }
 
 func newRecorder() *recorder { return &recorder{done: make(chan struct{})} }
@@ -37,12 +39,15 @@ func newRecorder() *recorder { return &recorder{done: make(chan struct{})} }
 func (r *recorder) Observe(e Event) {
 	s := seen{kind: e.Kind, endpoint: -1, status: e.Status, result: e.Result, hedge: e.Hedge}
 	switch e.Kind {
-	case AttemptStarted, AttemptAnswered, AttemptFailed, AttemptCancelled, HedgeSent, WinnerChosen:
+	case AttemptStarted, AttemptAnswered, AttemptFailed, AttemptCancelled, HedgeSent, WinnerChosen, HedgeSaved:
 		s.endpoint, s.attempt = e.Endpoint.Index, e.Attempt
 	case RequestDone:
 		s.endpoint, s.status, s.ending = e.Done.Endpoint, e.Done.Status, e.Done.Ending
 	}
 	r.mu.Lock()
+	if e.Kind == HedgeSaved {
+		r.saved = append(r.saved, e.Elapsed)
+	}
 	r.events = append(r.events, s)
 	r.mu.Unlock()
 	if e.Kind == RequestDone {
@@ -99,9 +104,32 @@ func TestObserversSeeAHedgeWinAndItsLoserCancelled(t *testing.T) {
 		{kind: AttemptAnswered, endpoint: 1, attempt: 2, status: http.StatusOK, result: ResultWon},
 		{kind: WinnerChosen, endpoint: 1, attempt: 2, status: http.StatusOK, hedge: true},
 		{kind: AttemptCancelled, endpoint: 0, attempt: 1, result: ResultCancelled},
+		{kind: HedgeSaved, endpoint: 1, attempt: 2},
 		{kind: RequestDone, endpoint: 1, status: http.StatusOK, ending: Served},
 	}, rec.wait(t))
 	waitFor(t, cancelled, "the slow endpoint's cancellation")
+	require.Len(t, rec.saved, 1)
+	assert.GreaterOrEqual(t, rec.saved[0], time.Duration(0))
+}
+
+func TestAHedgesSavingIsHowMuchLongerTheFirstAttemptWaited(t *testing.T) {
+	t.Parallel()
+	// The first endpoint would answer after 200 ms; the hedge, sent after
+	// 20 ms, answers at once. The first attempt had waited at least 20 ms
+	// longer than the hedge took when it was cut.
+	slow := newBackend(t, slowAnswer(200*time.Millisecond))
+	fast := newBackend(t, answer(http.StatusOK, "fast"))
+	rec := newRecorder()
+	srv := newProxy(t, hedgedAfter(20*time.Millisecond), []string{slow.srv.URL, fast.srv.URL}, func(p *Proxy) {
+		p.Observers = []Observer{rec}
+	})
+	resp, body := get(t, srv.URL+"/x")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, "fast", body)
+	rec.wait(t)
+	require.Len(t, rec.saved, 1)
+	assert.GreaterOrEqual(t, rec.saved[0], 19*time.Millisecond)
+	assert.Less(t, rec.saved[0], 200*time.Millisecond, "not more than the first attempt could have taken")
 }
 
 func TestObserversSeeWhyNoEndpointAnswered(t *testing.T) {

@@ -207,8 +207,20 @@ func (x *exchange) note(outcome *endpointresponse.Outcome) bool {
 		event.Kind = AttemptFailed
 	}
 	x.proxy.observe(event)
+	if event.Result == ResultCancelled && outcome.Attempt == 1 && x.winner != nil && x.wasHedge(x.winner.Attempt) {
+		x.observeSaving(outcome)
+	}
 	x.proxy.feedback(x.in, outcome, terminal)
 	return terminal
+}
+
+// observeSaving tells the observers how much a hedge that won saved over the
+// first attempt, whose outcome first is: at least how much longer first
+// waited for its answer (in vain, until it was cut, or to a late one) than
+// the hedge took to its headers.
+func (x *exchange) observeSaving(first *endpointresponse.Outcome) {
+	saved := max(first.Elapsed-x.winner.Elapsed, 0)
+	x.proxy.observe(Event{Kind: HedgeSaved, Request: x.in, Endpoint: x.winner.Endpoint, Attempt: x.winner.Attempt, Elapsed: saved})
 }
 
 // finish settles what the request leaves behind once it is answered: the

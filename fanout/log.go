@@ -66,8 +66,8 @@ func logRequest(e Event) {
 	if done.StreamedBody {
 		event = event.Str("body", "over --max-body-buffer: streamed to one endpoint, no other attempt")
 	}
-	if done.NoExtraAttempt != "" {
-		event = event.Str("no_extra_attempt", done.NoExtraAttempt)
+	if done.NoExtraAttempt != NotRefused {
+		event = event.Stringer("no_extra_attempt", done.NoExtraAttempt)
 	}
 	if done.Session != "" {
 		// The id itself is left out: a session cookie is a credential.

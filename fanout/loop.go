@@ -179,7 +179,7 @@ func (x *exchange) extend(failed *endpointresponse.Outcome) {
 	if !x.canStart() {
 		return
 	}
-	if reason := x.plan.refusal(failed); reason != "" {
+	if reason := x.plan.refusal(failed); reason != NotRefused {
 		x.done.NoExtraAttempt = reason
 		x.noHedges = x.noHedges || failed == nil
 		return
@@ -194,7 +194,7 @@ func (x *exchange) canStart() bool {
 }
 
 // stop leaves the request no more attempts, for reason.
-func (x *exchange) stop(reason string) {
+func (x *exchange) stop(reason Refusal) {
 	x.next = len(x.plan.candidates)
 	x.done.NoExtraAttempt = reason
 }
@@ -206,7 +206,7 @@ func (x *exchange) start(hedge bool) bool {
 	index, ok := x.acquireNext()
 	if !ok {
 		if x.done.Attempts > 0 {
-			x.stop(noExtraMaxInflight)
+			x.stop(RefusedAtCap)
 		}
 		return false
 	}
@@ -215,7 +215,7 @@ func (x *exchange) start(hedge bool) bool {
 		x.proxy.Endpoints.Release(endpoint)
 		// The request keeps the attempts it has: a slow-down must not turn
 		// into a storm of extra ones.
-		x.stop(noExtraBudget)
+		x.stop(RefusedBudget)
 		return false
 	}
 	x.tried = append(x.tried, index)

@@ -8,14 +8,34 @@ import (
 	"balancing-reverse-proxy/endpoints"
 )
 
-// Reasons why a request got no extra attempt when it wanted one, as given in
-// NoExtraAttemptHeader and the log.
+// Refusal is why a request got no extra attempt when it wanted one.
+type Refusal uint8
+
+// The refusals; NotRefused is none.
 const (
-	noExtraBody        = "request body over --max-body-buffer"
-	noExtraMethod      = "method not idempotent"
-	noExtraBudget      = "budget spent"
-	noExtraMaxInflight = "other endpoints at --max-inflight"
+	NotRefused Refusal = iota
+	// RefusedBody: the request body was over --max-body-buffer.
+	RefusedBody
+	// RefusedMethod: the method is not idempotent (--idempotent-only).
+	RefusedMethod
+	// RefusedBudget: the budget of extra attempts was spent.
+	RefusedBudget
+	// RefusedAtCap: the other endpoints were at their in-flight cap.
+	RefusedAtCap
 )
+
+// Refusals lists every refusal, for metrics that count each.
+var Refusals = [...]Refusal{RefusedBody, RefusedMethod, RefusedBudget, RefusedAtCap}
+
+// String says why, as NoExtraAttemptHeader and the log give it.
+func (r Refusal) String() string {
+	return [...]string{"", "request body over --max-body-buffer", "method not idempotent", "budget spent", "other endpoints at --max-inflight"}[r]
+}
+
+// Label names the refusal as the metrics' reason label has it.
+func (r Refusal) Label() string {
+	return [...]string{"", "body_over_replay_cap", "not_idempotent", "budget_spent", "endpoints_at_cap"}[r]
+}
 
 // plan is what one request may do, decided before its first attempt: the
 // endpoints it may try, in order; when it starts the next one; how many it
@@ -81,17 +101,17 @@ func (p *Proxy) plan(r *http.Request, body *requestBody, upgrade string, pin *pi
 }
 
 // refusal says why the plan allows no extra attempt after failed (nil: one
-// that the schedule wants, a hedge), or "" when it allows one.
-func (pl *plan) refusal(failed *endpointresponse.Outcome) string {
+// that the schedule wants, a hedge), or NotRefused when it allows one.
+func (pl *plan) refusal(failed *endpointresponse.Outcome) Refusal {
 	switch {
 	case !pl.replayable:
-		return noExtraBody
+		return RefusedBody
 	case pl.onlyIfNotSent && (failed == nil || !failed.NotSent):
 		// Nothing reached the endpoint of an attempt that failed before
 		// sending, so the next one cannot duplicate it.
-		return noExtraMethod
+		return RefusedMethod
 	}
-	return ""
+	return NotRefused
 }
 
 // headerTimeout is how long an attempt started now may wait for its headers:

@@ -339,7 +339,7 @@ func TestABodyOverTheReplayCapGoesToOneEndpointOnly(t *testing.T) {
 					assert.Equal(t, digest([]byte(first.wantBody)), digest([]byte(body)), "the answer is whole")
 					got := receive(t, endpoint.bodies)
 					assert.Equal(t, digest(upload), digest([]byte(got)), "the one endpoint gets the whole body")
-					wantReason := noExtraBody
+					wantReason := RefusedBody.String()
 					if mode.failOverOnly && first.wantStatus == http.StatusOK {
 						wantReason = ""
 					}

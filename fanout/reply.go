@@ -287,7 +287,7 @@ func (x *exchange) setDebugHeaders(h http.Header) {
 		h.Set(EndpointHeader, strconv.Itoa(x.winner.Endpoint.Index))
 	}
 	h.Set(AttemptsHeader, strconv.Itoa(x.done.Attempts))
-	if x.done.NoExtraAttempt != "" {
-		h.Set(NoExtraAttemptHeader, x.done.NoExtraAttempt)
+	if x.done.NoExtraAttempt != NotRefused {
+		h.Set(NoExtraAttemptHeader, x.done.NoExtraAttempt.String())
 	}
 }

@@ -72,3 +72,12 @@ func (s Schedule) observe(latency time.Duration) {
 		s.delay.Observe(latency)
 	}
 }
+
+// HedgeDelay returns the hedge delay in force, and false for a schedule that
+// does not hedge.
+func (s Schedule) HedgeDelay() (time.Duration, bool) {
+	if s.mode != hedged {
+		return 0, false
+	}
+	return s.delay.Current(), true
+}

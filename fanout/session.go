@@ -54,8 +54,14 @@ func (x *exchange) pinSession() bool {
 		return x.refuseSession(BadSessionID, fmt.Sprintf("the session id in the %s is over %d bytes", affinity.Where(), session.MaxIDBytes))
 	}
 	pin, err := affinity.Lookup(x.pinning.id)
-	if err != nil {
+	switch {
+	case err != nil:
+		x.done.SessionLookup = LookupError
 		return x.storeDown(err)
+	case pin == "":
+		x.done.SessionLookup = LookupMiss
+	default:
+		x.done.SessionLookup = LookupHit
 	}
 	planned := x.proxy.Endpoints.Plan()
 	if pin == "" {
@@ -187,7 +193,7 @@ func (x *exchange) settlePin() {
 	case winner != x.pinning.pin:
 		var owner string
 		if owner, err = affinity.Repin(x.pinning.id, x.pinning.pin, winner); err == nil {
-			x.done.Session = pinRepinned
+			x.done.Session, x.done.Repinned = pinRepinned, true
 			x.warnIfPinnedElsewhere(owner, winner)
 		}
 	}

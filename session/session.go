@@ -101,6 +101,15 @@ func New(store Store, opts Options) *Affinity {
 	return &Affinity{Options: opts, store: store}
 }
 
+// Pins returns the number of pins held, and false when the store cannot
+// count them cheaply (Redis: every replica's pins are there, under a prefix).
+func (a *Affinity) Pins() (int, bool) {
+	if m, ok := a.store.(*Memory); ok {
+		return m.Len(), true
+	}
+	return 0, false
+}
+
 // ID returns the session id r carries, or "".
 func (a *Affinity) ID(r *http.Request) string {
 	if a.Header != "" {

@@ -132,3 +132,18 @@ func TestUnknownAndFailoverParseTheirValuesOnly(t *testing.T) {
 	assert.Equal(t, Fail, f)
 	assert.ErrorContains(t, f.UnmarshalText([]byte("retry")), `"retry": accepted: repin or fail`)
 }
+
+func TestPinsCountsTheMemoryStoresOnly(t *testing.T) {
+	t.Parallel()
+	a := New(NewMemory(ttl, nil), Options{Header: "X-Session-ID"})
+	_, err := a.Claim("one", "http://a")
+	require.NoError(t, err)
+	_, err = a.Claim("two", "http://b")
+	require.NoError(t, err)
+	pins, ok := a.Pins()
+	assert.True(t, ok)
+	assert.Equal(t, 2, pins)
+
+	_, ok = New(&flakyStore{Memory: NewMemory(ttl, nil)}, Options{Header: "X-Session-ID"}).Pins()
+	assert.False(t, ok, "another store cannot say")
+}
