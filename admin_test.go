@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -118,4 +119,85 @@ func TestReadyzSays503AsSoonAsAShutdownBegins(t *testing.T) {
 	}, hangGuard, 10*time.Millisecond, "503 while the drain runs, the admin listener still up")
 	close(release)
 	assert.Equal(t, "slow", <-inFlight, "the request in flight finishes")
+}
+
+// metricValue returns the value of the series of /metrics whose name and
+// labels are series, such as `brp_hedges_total{result="won",route="default"}`,
+// or -1 when it is not there.
+func metricValue(admin, series string) float64 {
+	_, body := adminGet(admin, "/metrics")
+	for _, line := range strings.Split(body, "\n") {
+		if value, ok := strings.CutPrefix(line, series+" "); ok {
+			v, err := strconv.ParseFloat(value, 64)
+			if err == nil {
+				return v
+			}
+		}
+	}
+	return -1
+}
+
+func TestAHedgeThatWinsMovesItsMetrics(t *testing.T) {
+	t.Parallel()
+	slow := pathEndpoint(t, "slow")
+	slow.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(2 * time.Second):
+			io.WriteString(w, "slow")
+		case <-r.Context().Done():
+		}
+	})
+	fast := pathEndpoint(t, "fast")
+	p := startProxy(t, nil, "-e", slow.URL+","+fast.URL, "-hedge-delay", "20ms", "-hedge-budget", "100%", "-admin-address", "127.0.0.1:0")
+	admin := adminAddressOf(t, collectLines(p))
+	route := `route="default"`
+	assert.InDelta(t, 0, metricValue(admin, `brp_hedge_saved_seconds_count{`+route+`}`), 0)
+	assert.InDelta(t, 0.02, metricValue(admin, `brp_hedge_delay_seconds{`+route+`}`), 1e-9, "the delay in force")
+	_, body := fetch(t, p.address, "h", "/x")
+	require.Equal(t, "fast /x", body)
+	for series, want := range map[string]float64{
+		`brp_hedges_total{result="sent",` + route + `}`:                                      1,
+		`brp_hedges_total{result="won",` + route + `}`:                                       1,
+		`brp_attempts_total{endpoint="` + fast.URL + `",result="won",` + route + `}`:         1,
+		`brp_endpoint_hedges_total{endpoint="` + fast.URL + `",result="won",` + route + `}`:  1,
+		`brp_endpoint_hedges_total{endpoint="` + slow.URL + `",result="sent",` + route + `}`: 0,
+		`brp_hedge_saved_seconds_count{` + route + `}`:                                       1,
+	} {
+		assert.Eventually(t, func() bool { return metricValue(admin, series) == want }, hangGuard, 10*time.Millisecond, series)
+	}
+	assert.Eventually(t, func() bool {
+		return metricValue(admin, `brp_attempts_total{endpoint="`+slow.URL+`",result="cancelled",`+route+`}`) == 1
+	}, hangGuard, 10*time.Millisecond, "the loser is cancelled")
+	assert.GreaterOrEqual(t, metricValue(admin, `brp_hedge_saved_seconds_sum{`+route+`}`), 0.019,
+		"the first attempt had waited the delay longer than the hedge took")
+	assert.Greater(t, metricValue(admin, `brp_budget_available{`+route+`}`), 0.0)
+}
+
+func TestAnEjectionDropsEndpointUpAndARefusalIsCounted(t *testing.T) {
+	t.Parallel()
+	one := pathEndpoint(t, "one")
+	dead := "http://127.0.0.1:1"
+	p := startProxy(t, nil, "-e", dead+","+one.URL, "-admin-address", "127.0.0.1:0", "-eject-after", "1", "-eject-backoff", "1m",
+		"-idempotent-only")
+	admin := adminAddressOf(t, collectLines(p))
+	up := `brp_endpoint_up{endpoint="` + dead + `",route="default"}`
+	require.InDelta(t, 1, metricValue(admin, up), 0, "every endpoint's series from start-up")
+	_, body := fetch(t, p.address, "h", "/x")
+	require.Equal(t, "one /x", body, "the dead one refused the connection: a fail-over")
+	assert.InDelta(t, 0, metricValue(admin, up), 0, "ejected")
+	assert.InDelta(t, 1, metricValue(admin, `brp_endpoint_ejections_total{endpoint="`+dead+`",route="default"}`), 0)
+	assert.InDelta(t, 1, metricValue(admin, `brp_endpoint_up{endpoint="`+one.URL+`",route="default"}`), 0)
+	assert.InDelta(t, 0, metricValue(admin, `brp_endpoint_in_flight{endpoint="`+one.URL+`",route="default"}`), 0)
+
+	// A POST that its endpoint fails after it was sent gets no other.
+	failing := pathEndpoint(t, "failing")
+	failing.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusBadGateway) })
+	q := startProxy(t, nil, "-e", failing.URL+","+one.URL, "-admin-address", "127.0.0.1:0", "-idempotent-only")
+	qAdmin := adminAddressOf(t, collectLines(q))
+	resp, err := (&http.Client{Timeout: hangGuard}).Post("http://"+q.address+"/x", "text/plain", strings.NewReader("order"))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusBadGateway, resp.StatusCode)
+	assert.InDelta(t, 1, metricValue(qAdmin, `brp_extra_attempts_denied_total{reason="not_idempotent",route="default"}`), 0)
+	assert.InDelta(t, 0, metricValue(qAdmin, `brp_extra_attempts_denied_total{reason="budget_spent",route="default"}`), 0)
 }

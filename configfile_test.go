@@ -399,3 +399,11 @@ func TestTheREADMEsExamplesAreAccepted(t *testing.T) {
 		assert.Equal(t, 0, code, "example %d: %s", i+1, stderr)
 	}
 }
+
+func TestABadAdminInTheFileIsOneProblemNamingIt(t *testing.T) {
+	t.Parallel()
+	path := writeConfig(t, "admin: localhost\nroutes:\n  - {name: r, endpoints: [http://127.0.0.1:1]}\n")
+	code, _, stderr := runToEnd(t, nil, "-check-config", "-config", path)
+	assert.Equal(t, 2, code)
+	assert.Equal(t, path+`: admin "localhost": address localhost: missing port in address; accepted: [host]:port, such as :8080 or 127.0.0.1:8080`+"\n", stderr)
+}

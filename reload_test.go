@@ -339,3 +339,42 @@ func TestAChangedListenIsReportedAsTakingARestart(t *testing.T) {
 	assert.Contains(t, logs.String(), "listen changed: it takes a restart; the listener stays in_force="+first+" listen="+second)
 	assert.Equal(t, "one", answeredBy(first, "/"), "still on the first address")
 }
+
+func TestTheFilesAdminServesMetricsThatCountTheReloads(t *testing.T) {
+	t.Parallel()
+	one, two := pathEndpoint(t, "one"), pathEndpoint(t, "two")
+	config := func(endpoint string) string {
+		return fmt.Sprintf("admin: 127.0.0.1:0\nroutes:\n  - {name: r, session: {header: X-Session-ID}, endpoints: [%s]}\n", endpoint)
+	}
+	path := writeConfig(t, config(one.URL))
+	p := startProxy(t, nil, "-config", path)
+	logs := collectLines(p)
+	admin := adminAddressOf(t, logs)
+	loaded := metricValue(admin, "brp_config_last_reload_success_timestamp_seconds")
+	require.Positive(t, loaded, "stamped at start-up")
+	assert.InDelta(t, 0, metricValue(admin, `brp_config_reloads_total{result="success"}`), 0)
+
+	req, err := http.NewRequest(http.MethodGet, "http://"+p.address+"/", nil)
+	require.NoError(t, err)
+	req.Header.Set("X-Session-ID", "s1")
+	for range 2 {
+		resp, err := (&http.Client{Timeout: hangGuard}).Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+	}
+	assert.InDelta(t, 1, metricValue(admin, `brp_session_lookups_total{result="miss",route="r"}`), 0, "the first finds no pin")
+	assert.InDelta(t, 1, metricValue(admin, `brp_session_lookups_total{result="hit",route="r"}`), 0)
+	assert.InDelta(t, 1, metricValue(admin, `brp_sessions{route="r"}`), 0)
+
+	time.Sleep(10 * time.Millisecond) // so that the stamp moves
+	rewrite(t, path, config(two.URL))
+	require.Eventually(t, func() bool { return metricValue(admin, `brp_config_reloads_total{result="success"}`) == 1 }, hangGuard, 10*time.Millisecond)
+	assert.Greater(t, metricValue(admin, "brp_config_last_reload_success_timestamp_seconds"), loaded)
+	assert.InDelta(t, 1, metricValue(admin, `brp_endpoint_up{endpoint="`+two.URL+`",route="r"}`), 0, "the new endpoint's state")
+	assert.InDelta(t, -1, metricValue(admin, `brp_endpoint_up{endpoint="`+one.URL+`",route="r"}`), 0, "the removed one's is gone")
+	assert.InDelta(t, 1, metricValue(admin, `brp_sessions{route="r"}`), 0, "the pins stay")
+
+	rewrite(t, path, "routes: [\n")
+	require.Eventually(t, func() bool { return metricValue(admin, `brp_config_reloads_total{result="failure"}`) == 1 }, hangGuard, 10*time.Millisecond)
+	assert.InDelta(t, 1, metricValue(admin, `brp_config_reloads_total{result="success"}`), 0)
+}

@@ -277,3 +277,26 @@ func histogram(t *testing.T, m *Metrics, name string) *dto.Histogram {
 	require.Failf(t, "no such histogram", "%s", name)
 	return nil
 }
+
+// BenchmarkObserve is the metrics' cost per request of a hedge that wins,
+// every event of it observed.
+func BenchmarkObserve(b *testing.B) {
+	m := New()
+	l, err := endpoints.Parse("http://one.example,http://two.example")
+	require.NoError(b, err)
+	p := &fanout.Proxy{Route: "r", Endpoints: endpoints.NewPool(l, endpoints.PoolOptions{})}
+	route := m.Route(p)
+	r := httptest.NewRequest("GET", "/", nil)
+	done := &fanout.Done{Status: 200}
+	b.ReportAllocs()
+	for b.Loop() {
+		route.Observe(fanout.Event{Kind: fanout.RequestReceived, Request: r})
+		route.Observe(fanout.Event{Kind: fanout.AttemptStarted, Request: r, Endpoint: l[0], Attempt: 1})
+		route.Observe(fanout.Event{Kind: fanout.HedgeSent, Request: r, Endpoint: l[1], Attempt: 2})
+		route.Observe(fanout.Event{Kind: fanout.AttemptAnswered, Request: r, Endpoint: l[1], Attempt: 2, Result: fanout.ResultWon, Elapsed: time.Millisecond})
+		route.Observe(fanout.Event{Kind: fanout.WinnerChosen, Request: r, Endpoint: l[1], Attempt: 2, Hedge: true})
+		route.Observe(fanout.Event{Kind: fanout.AttemptCancelled, Request: r, Endpoint: l[0], Attempt: 1, Result: fanout.ResultCancelled})
+		route.Observe(fanout.Event{Kind: fanout.HedgeSaved, Request: r, Endpoint: l[1], Attempt: 2, Elapsed: time.Millisecond})
+		route.Observe(fanout.Event{Kind: fanout.RequestDone, Request: r, Elapsed: time.Millisecond, Done: done})
+	}
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the proxy on :8080 (override with PROXY_PORT) in front of local demo
-# endpoints, in the foreground until Ctrl-C. Extra arguments go to the proxy
+# endpoints, with its admin listener (stats page, /metrics) on :9090 (ADMIN_PORT),
+# in the foreground until Ctrl-C. Extra arguments go to the proxy
 # (for example -f for fan-out, -log-level debug to see every attempt).
 #   endpoint 0: 127.0.0.1:8000, flaky: 25% errors, random delays up to 300ms
 #   endpoint 1: 127.0.0.1:8001, steady: answers after 50ms
@@ -9,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 base="${BASE_PORT:-8000}"
 proxy_port="${PROXY_PORT:-8080}"
+admin_port="${ADMIN_PORT:-9090}"
 
 bin=$(mktemp -d)
 pids=()
@@ -30,7 +32,8 @@ pids+=($!)
 
 echo "demo endpoints: flaky 127.0.0.1:$base, steady 127.0.0.1:$((base + 1)), dead 127.0.0.1:$((base + 2))"
 echo "try: curl -i http://127.0.0.1:$proxy_port/hello   (Ctrl-C stops everything)"
-"$bin/balancing-reverse-proxy" -address "127.0.0.1:$proxy_port" \
+echo "stats page: http://127.0.0.1:$admin_port/   metrics: http://127.0.0.1:$admin_port/metrics"
+"$bin/balancing-reverse-proxy" -address "127.0.0.1:$proxy_port" -admin-address "127.0.0.1:$admin_port" \
   -e "http://127.0.0.1:$base,http://127.0.0.1:$((base + 1)),http://127.0.0.1:$((base + 2))" "$@" &
 pids+=($!)
 wait "${pids[-1]}"

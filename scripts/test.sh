@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command (README: "Run the tests"; CI runs exactly this).
 # It needs Go (1.26 or newer), plus gcc for the race detector, curl for multi-test.sh and
-# redis-server for the session replica tests and systemd-analyze for the unit's; it installs
-# the last four with apt-get when they are missing and it runs as root.
+# redis-server for the session replica tests, systemd-analyze for the unit's and chromium for
+# the stats page's; it installs the last five with apt-get when they are missing and it runs
+# as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +25,7 @@ need gcc gcc
 need curl curl
 need redis-server redis-server
 need systemd-analyze systemd
+need chromium chromium
 
 echo "== gofmt"
 unformatted=$(gofmt -l .)

@@ -13,7 +13,7 @@
 //	go run ./scripts/bench                       # every tail scenario, 200/s, 3s warm-up + 20s per row
 //	go run ./scripts/bench -scenario tail -duration 10s
 //	go run ./scripts/bench -duration 2s -warmup 500ms -rate 100   # a quick smoke run
-//	go run ./scripts/bench -scenario overhead    # about 8 minutes
+//	go run ./scripts/bench -scenario overhead    # about 9 minutes
 //	go run ./scripts/bench -scenario overhead -overhead-runs 1 -overhead-duration 3s   # about 1 minute
 //
 // Exit status: 0 when every row ran (targets missed or not), 1 on a harness
@@ -96,7 +96,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.duration, "duration", 20*time.Second, "measured time of each row")
 	fs.DurationVar(&cfg.warmup, "warmup", 3*time.Second, "time of each row sent before the measured phase and not recorded")
 	scenarioList := fs.String("scenario", "all", "scenarios to run, comma-separated: all (the tail scenarios: "+strings.Join(scenarioNames, ", ")+
-		"), any of those, or "+overheadScenario+" (not part of all: it needs wrk and takes about 8 minutes)")
+		"), any of those, or "+overheadScenario+" (not part of all: it needs wrk and takes about 9 minutes)")
 	fs.StringVar(&cfg.proxyPath, "proxy", "", "prebuilt proxy binary (default: build it from the module root with go build)")
 	fs.StringVar(&cfg.baselinePath, "baseline", "", "overhead: another proxy binary (an older build) whose serial and fan-out rows run in the same rounds")
 	fs.BoolVar(&cfg.sessions, "sessions", false, "overhead: also measure serial requests of a pinned session, with the memory store and with Redis (needs redis-server)")

@@ -103,6 +103,8 @@ type overheadPlan struct {
 func defaultOverheadPlan(baseline string, sessions bool) overheadPlan {
 	direct := row{name: rowDirect, direct: 0}
 	serial := row{name: rowSerial, direct: viaProxy, endpoints: 1}
+	// The metrics' cost: the serial row again, with the admin listener on.
+	serialAdmin := row{name: rowSerial + ", admin listener on", direct: viaProxy, endpoints: 1, proxyArgs: []string{"-admin-address", "127.0.0.1:0"}}
 	nginx := row{name: rowNginx, direct: viaProxy, server: serverNginx, endpoints: 1}
 	haproxy := row{name: rowHAProxy, direct: viaProxy, server: serverHAProxy, endpoints: 1}
 	fanOut := func(n int) row {
@@ -115,7 +117,7 @@ func defaultOverheadPlan(baseline string, sessions bool) overheadPlan {
 		return r
 	}
 	hedged := row{name: "proxy, hedged p95, 2 endpoints", direct: viaProxy, endpoints: 2, proxyArgs: []string{"--hedge-delay", "p95"}}
-	closedLoop := []row{direct, serial, fanOut(1), fanOut(2), fanOut(3), fanOutH2C(3), hedged, nginx, haproxy}
+	closedLoop := []row{direct, serial, serialAdmin, fanOut(1), fanOut(2), fanOut(3), fanOutH2C(3), hedged, nginx, haproxy}
 	openLoop := []row{direct, serial, nginx, haproxy}
 	if sessions {
 		serial.header = sessionRequestHeader

@@ -218,8 +218,8 @@ func TestOverheadPlanEstimate(t *testing.T) {
 	t.Parallel()
 	plan := defaultOverheadPlan("", false)
 	cfg := config{overheadRuns: 3, overheadDuration: 10 * time.Second, overheadWarmup: time.Second}
-	// 13 load rows of 12s and 3 memory rows of 4s, three times.
-	assert.Equal(t, 3*(13*12+3*4)*time.Second, plan.estimate(cfg))
+	// 14 load rows of 12s and 3 memory rows of 4s, three times.
+	assert.Equal(t, 3*(14*12+3*4)*time.Second, plan.estimate(cfg))
 	for _, rw := range plan.closedLoop {
 		assert.LessOrEqual(t, rw.endpoints, overheadEndpoints, rw.name)
 	}
