@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -259,10 +258,4 @@ func (r *Route) requestsOf(status int) prometheus.Counter {
 	}
 	c, _ := r.requests.LoadOrStore(status, r.metrics.requests.WithLabelValues(r.label, strconv.Itoa(status)))
 	return c.(prometheus.Counter)
-}
-
-// since is the time an endpoint's state last changed, as a Unix time in
-// seconds.
-func since(t time.Time) float64 {
-	return float64(t.UnixNano()) / 1e9
 }

@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"balancing-reverse-proxy/endpoints"
@@ -47,7 +49,7 @@ func (c stateCollector) Collect(metrics chan<- prometheus.Metric) {
 			metrics <- prometheus.MustNewConstMetric(endpointUpDesc, prometheus.GaugeValue, up, r.label, e.URL)
 			metrics <- prometheus.MustNewConstMetric(endpointInFlightDesc, prometheus.GaugeValue, float64(e.InFlight), r.label, e.URL)
 			metrics <- prometheus.MustNewConstMetric(endpointEjectionsDesc, prometheus.CounterValue, float64(e.Ejections), r.label, e.URL)
-			metrics <- prometheus.MustNewConstMetric(endpointChangeDesc, prometheus.GaugeValue, since(e.Since), r.label, e.URL)
+			metrics <- prometheus.MustNewConstMetric(endpointChangeDesc, prometheus.GaugeValue, unixSeconds(e.Since), r.label, e.URL)
 		}
 		if state.HedgeDelaySeconds != nil {
 			metrics <- prometheus.MustNewConstMetric(hedgeDelayDesc, prometheus.GaugeValue, *state.HedgeDelaySeconds, r.label)
@@ -60,4 +62,9 @@ func (c stateCollector) Collect(metrics chan<- prometheus.Metric) {
 			metrics <- prometheus.MustNewConstMetric(sessionsDesc, prometheus.GaugeValue, float64(*state.Sessions), r.label)
 		}
 	}
+}
+
+// unixSeconds is t as a Unix time in seconds.
+func unixSeconds(t time.Time) float64 {
+	return float64(t.UnixNano()) / 1e9
 }
