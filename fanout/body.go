@@ -139,5 +139,12 @@ func (b *requestBody) forAttempt() (io.ReadCloser, int64) {
 	if len(b.buffered) == 0 && len(b.trailer) == 0 {
 		return http.NoBody, 0
 	}
-	return io.NopCloser(bytes.NewReader(b.buffered)), length
+	return memoryBody{bytes.NewReader(b.buffered)}, length
 }
+
+// memoryBody is a replayed body: a bytes.Reader, whose Len lets the
+// transport see that the whole body is there to write with the head.
+type memoryBody struct{ *bytes.Reader }
+
+// Close does nothing: the bytes stay for the other attempts.
+func (memoryBody) Close() error { return nil }

@@ -12,10 +12,11 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"balancing-reverse-proxy/internal/faults"
+	"balancing-reverse-proxy/internal/rawendpoint"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -43,12 +44,9 @@ func (c *rawConn) readRequest() bool {
 	return err == nil
 }
 
-// rawEndpoint is a fake endpoint on a bare TCP listener.
-type rawEndpoint struct {
-	url string
-	// accepted counts the connections accepted.
-	accepted atomic.Int32
-}
+// rawEndpoint is a fake endpoint on a bare TCP listener, whose handler writes
+// the bytes.
+type rawEndpoint = rawendpoint.Endpoint
 
 // newRawEndpoint listens on 127.0.0.1 and hands each accepted connection to
 // handle, which writes whatever bytes it likes; the connection is closed when
@@ -56,129 +54,13 @@ type rawEndpoint struct {
 // closed and every handler has returned.
 func newRawEndpoint(t *testing.T, handle func(c *rawConn)) *rawEndpoint {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	e := &rawEndpoint{url: "http://" + ln.Addr().String()}
-	done := make(chan struct{})
-	var (
-		handlers sync.WaitGroup
-		connsMu  sync.Mutex
-		conns    []net.Conn
-		closed   bool
-	)
-	handlers.Go(func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			connsMu.Lock()
-			if closed {
-				// Accepted while the test was ending: nobody will answer.
-				conn.Close()
-			}
-			conns = append(conns, conn)
-			connsMu.Unlock()
-			c := &rawConn{Conn: conn, number: e.accepted.Add(1), reader: bufio.NewReader(conn), done: done}
-			handlers.Go(func() {
-				defer conn.Close()
-				handle(c)
-			})
-		}
+	return rawendpoint.Handle(t, nil, func(conn net.Conn, number int32, done <-chan struct{}) {
+		handle(&rawConn{Conn: conn, number: number, reader: bufio.NewReader(conn), done: done})
 	})
-	t.Cleanup(func() {
-		close(done)
-		ln.Close()
-		connsMu.Lock()
-		closed = true
-		for _, conn := range conns {
-			conn.Close()
-		}
-		connsMu.Unlock()
-		handlers.Wait()
-	})
-	return e
 }
-
-// cleanAnswer is what a faultyEndpoint sends to every request but the faulty
-// one.
-const cleanAnswer = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nclean"
-
-// ending is what a faulty endpoint does with its connection after its fault.
-type ending int
-
-const (
-	// keepOpen goes on reading requests, so a reuse of the connection shows.
-	keepOpen ending = iota
-	// closeConn closes the connection.
-	closeConn
-	// resetConn resets the connection (TCP RST).
-	resetConn
-	// neverAnswer keeps the connection open and silent.
-	neverAnswer
-)
 
 // fault is one way for an endpoint to fail a request.
-type fault struct {
-	name string
-	// reply is what the endpoint writes once it has read the request.
-	reply  string
-	ending ending
-	// refuse makes the endpoint refuse connections instead.
-	refuse bool
-}
-
-// faultyEndpoint fails the first request of its first connection with a fault
-// and answers every other request with cleanAnswer.
-type faultyEndpoint struct {
-	url string
-	// raw is the endpoint's listener; nil for one that refuses connections.
-	raw *rawEndpoint
-	// faulted is closed once the fault was sent (for a refusing endpoint, at
-	// once).
-	faulted chan struct{}
-	// reused records a request after the fault on the faulty connection.
-	reused atomic.Bool
-}
-
-func newFaultyEndpoint(t *testing.T, f fault) *faultyEndpoint {
-	t.Helper()
-	e := &faultyEndpoint{faulted: make(chan struct{})}
-	if f.refuse {
-		e.url = refusedURL(t)
-		close(e.faulted)
-		return e
-	}
-	e.raw = newRawEndpoint(t, func(c *rawConn) {
-		for served := 0; c.readRequest(); served++ {
-			if c.number > 1 || served > 0 {
-				if c.number == 1 {
-					e.reused.Store(true)
-				}
-				if _, err := io.WriteString(c, cleanAnswer); err != nil {
-					return
-				}
-				continue
-			}
-			_, _ = io.WriteString(c, f.reply)
-			switch f.ending {
-			case closeConn:
-				c.Close()
-			case resetConn:
-				_ = c.Conn.(*net.TCPConn).SetLinger(0)
-				c.Close()
-			case neverAnswer:
-				close(e.faulted)
-				// Until the proxy gives up and closes the connection.
-				_, _ = io.Copy(io.Discard, c.reader)
-				return
-			}
-			close(e.faulted)
-		}
-	})
-	e.url = e.raw.url
-	return e
-}
+type fault = faults.Fault
 
 // tryTimeoutForSilence lets the proxy give up on an endpoint that never
 // answers. It is configuration, not a measurement: a healthy endpoint answers
@@ -187,23 +69,14 @@ const tryTimeoutForSilence = 2 * time.Second
 
 // endpointFaults are the ways an endpoint can fail a request before the proxy
 // has an answer it can use. Each is a failure of its attempt.
-var endpointFaults = []fault{
-	{name: "connection refused", refuse: true},
-	{name: "reset before the response", ending: resetConn},
-	{name: "closed before the response", ending: closeConn},
-	{name: "accepted and never answered", ending: neverAnswer},
-	{name: "invalid status line", reply: "HTTP/1.1 2x0 OK\r\nContent-Length: 6\r\n\r\nfaulty"},
-	{name: "junk bytes", reply: "\x16\x03\x01 these bytes are no HTTP response\r\n\r\n"},
-	{name: "only 103 Early Hints, then close", reply: "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n", ending: closeConn},
-	{name: "two different Content-Lengths", reply: "HTTP/1.1 200 OK\r\nContent-Length: 6\r\nContent-Length: 12\r\n\r\nfaulty"},
-	{name: "Content-Length with chunked", reply: "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nfaulty\r\n0\r\n\r\n"},
-	{name: "Content-Length with chunked, after a 103", reply: "HTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n6\r\nfaulty\r\n0\r\n\r\n"},
-}
+var endpointFaults = faults.BeforeAnswer
 
-// configure gives the proxy what it needs to give up on f.
-func (f fault) configure(p *Proxy) {
-	if f.ending == neverAnswer {
-		p.TryTimeout = tryTimeoutForSilence
+// configuring returns what gives the proxy what it needs to give up on f.
+func configuring(f fault) func(p *Proxy) {
+	return func(p *Proxy) {
+		if f.Ending == faults.NeverAnswer {
+			p.TryTimeout = tryTimeoutForSilence
+		}
 	}
 }
 
@@ -219,42 +92,42 @@ func TestEndpointFaultsAreFailures(t *testing.T) {
 		{"hedged fails over", func() Schedule { return hedgedAfter(time.Hour) }},
 	}
 	for _, f := range endpointFaults {
-		t.Run(f.name, func(t *testing.T) {
+		t.Run(f.Name, func(t *testing.T) {
 			t.Parallel()
 			t.Run("alone it fails the request, and its connection is not reused", func(t *testing.T) {
 				t.Parallel()
-				faulty := newFaultyEndpoint(t, f)
-				proxy := newProxy(t, Serial(), []string{faulty.url}, f.configure)
+				faulty := faults.Serve(t, f)
+				proxy := newProxy(t, Serial(), []string{faulty.URL}, configuring(f))
 				want := http.StatusBadGateway
-				if f.ending == neverAnswer {
+				if f.Ending == faults.NeverAnswer {
 					want = http.StatusGatewayTimeout
 				}
 				resp, body := get(t, proxy.URL)
 				assert.Equal(t, want, resp.StatusCode)
 				assert.NotContains(t, body, "faulty")
-				if f.refuse {
+				if f.Refuse {
 					return
 				}
 				resp, body = get(t, proxy.URL)
 				assert.Equal(t, http.StatusOK, resp.StatusCode)
 				assert.Equal(t, "clean", body, "the next request gets a clean answer")
-				assert.Equal(t, int32(2), faulty.raw.accepted.Load(), "the next request goes over a new connection")
-				assert.False(t, faulty.reused.Load(), "the faulty connection was used again")
+				assert.Equal(t, int32(2), faulty.Connections(), "the next request goes over a new connection")
+				assert.False(t, faulty.Reused(), "the faulty connection was used again")
 			})
 			for _, s := range schedules {
 				t.Run(s.name, func(t *testing.T) {
 					t.Parallel()
-					faulty := newFaultyEndpoint(t, f)
+					faulty := faults.Serve(t, f)
 					// In fan-out, the healthy endpoint answers only after the
 					// fault, so the fault had every chance to be taken.
 					healthy := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
 						select {
-						case <-faulty.faulted:
+						case <-faulty.Faulted:
 							answer(http.StatusOK, "healthy")(w, r)
 						case <-r.Context().Done():
 						}
 					})
-					proxy := newProxy(t, s.schedule(), []string{faulty.url, healthy.srv.URL}, f.configure)
+					proxy := newProxy(t, s.schedule(), []string{faulty.URL, healthy.srv.URL}, configuring(f))
 					resp, body := get(t, proxy.URL)
 					assert.Equal(t, http.StatusOK, resp.StatusCode)
 					assert.Equal(t, "healthy", body)
@@ -270,19 +143,19 @@ func TestEndpointFaultsAreFailures(t *testing.T) {
 // must not be read as the answer to the next request on that connection.
 func TestExtraBytesAfterTheBodyNeverBecomeAnAnswer(t *testing.T) {
 	t.Parallel()
-	faulty := newFaultyEndpoint(t, fault{
-		reply: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello" +
+	faulty := faults.Serve(t, fault{
+		Reply: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello" +
 			"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled",
 	})
-	proxy := newProxy(t, Serial(), []string{faulty.url})
+	proxy := newProxy(t, Serial(), []string{faulty.URL})
 	resp, body := get(t, proxy.URL)
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, "hello", body)
 	resp, body = get(t, proxy.URL)
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, "clean", body)
-	assert.Equal(t, int32(2), faulty.raw.accepted.Load(), "the next request goes over a new connection")
-	assert.False(t, faulty.reused.Load(), "the connection with extra bytes was used again")
+	assert.Equal(t, int32(2), faulty.Connections(), "the next request goes over a new connection")
+	assert.False(t, faulty.Reused(), "the connection with extra bytes was used again")
 }
 
 // TestRepeatedIdenticalContentLengthIsAnAnswer: RFC 9110, section 8.6, lets a
@@ -290,8 +163,8 @@ func TestExtraBytesAfterTheBodyNeverBecomeAnAnswer(t *testing.T) {
 // Go's Transport does.
 func TestRepeatedIdenticalContentLengthIsAnAnswer(t *testing.T) {
 	t.Parallel()
-	faulty := newFaultyEndpoint(t, fault{reply: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello"})
-	proxy := newProxy(t, Serial(), []string{faulty.url})
+	faulty := faults.Serve(t, fault{Reply: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello"})
+	proxy := newProxy(t, Serial(), []string{faulty.URL})
 	resp, body := get(t, proxy.URL)
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, "hello", body)
@@ -347,7 +220,7 @@ func TestWinnerBreakingMidBodyIsCutNotPatched(t *testing.T) {
 				case <-r.Context().Done():
 				}
 			})
-			proxy := newProxy(t, FanOut(), []string{broken.url, other.srv.URL})
+			proxy := newProxy(t, FanOut(), []string{broken.URL, other.srv.URL})
 
 			conn, err := net.Dial("tcp", strings.TrimPrefix(proxy.URL, "http://"))
 			require.NoError(t, err)

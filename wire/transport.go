@@ -26,6 +26,9 @@ import (
 // followed to its end by its framing (see watch), and a response head over
 // the caps fails its attempt.
 type Transport struct {
+	// fast carries what it can of HTTP/1.1 (see h1Client), Go's
+	// transports the rest.
+	fast  *h1Client
 	http1 *http.Transport
 	h2c   *http.Transport
 	// upgrades carries requests that upgrade their connection (WebSocket),
@@ -103,7 +106,11 @@ func New(opts Options) *Transport {
 	h2c.DialContext = dialer.DialContext
 	h2c.Protocols = new(http.Protocols)
 	h2c.Protocols.SetUnencryptedHTTP2(true)
-	return &Transport{http1: http1, h2c: h2c, upgrades: upgrades, maxHeaders: opts.MaxResponseHeaders}
+	return &Transport{
+		fast:  newH1Client(dialer, opts, maxHeaderBytes),
+		http1: http1, h2c: h2c, upgrades: upgrades,
+		maxHeaders: opts.MaxResponseHeaders,
+	}
 }
 
 // dialTLS returns a dial for https:// endpoints that offers protocols by
@@ -152,6 +159,9 @@ func dialTLS(dialer *net.Dialer, config *tls.Config, protocols ...string) func(c
 // has more header fields than the cap (ErrResponseHeaders) is closed and
 // fails.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.fast != nil && takes(req) {
+		return t.fast.roundTrip(req)
+	}
 	watch, ctx := newWatch(req.Context(), req.Method)
 	sent := req.WithContext(ctx)
 	if req.URL.Scheme == endpoints.SchemeH2C {
@@ -205,6 +215,9 @@ func (t *Transport) transportFor(req *http.Request) *http.Transport {
 
 // CloseIdleConnections closes the connections not carrying a request.
 func (t *Transport) CloseIdleConnections() {
+	if t.fast != nil {
+		t.fast.closeIdle()
+	}
 	t.http1.CloseIdleConnections()
 	t.h2c.CloseIdleConnections()
 	t.upgrades.CloseIdleConnections()

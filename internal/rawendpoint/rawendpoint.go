@@ -40,6 +40,17 @@ func NewTLS(tb testing.TB, config *tls.Config, answer func(*http.Request) string
 
 func start(tb testing.TB, config *tls.Config, answer func(*http.Request) string) *Endpoint {
 	tb.Helper()
+	return Handle(tb, config, func(conn net.Conn, _ int32, _ <-chan struct{}) { serve(conn, answer) })
+}
+
+// Handle starts an endpoint (over TLS with config, if not nil) that hands
+// each connection it accepts to handle, with the connection's number, from
+// 1, and a channel closed when the test ends, for handlers that wait on
+// something. The connection is closed when handle returns. When the test
+// ends, the listener and every connection are closed and every handler has
+// returned.
+func Handle(tb testing.TB, config *tls.Config, handle func(conn net.Conn, number int32, done <-chan struct{})) *Endpoint {
+	tb.Helper()
 	listener, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
@@ -49,10 +60,12 @@ func start(tb testing.TB, config *tls.Config, answer func(*http.Request) string)
 		listener = tls.NewListener(listener, config)
 		e.URL = "https://" + listener.Addr().String()
 	}
+	done := make(chan struct{})
 	var (
 		handlers sync.WaitGroup
 		mu       sync.Mutex
 		conns    []net.Conn
+		closed   bool
 	)
 	handlers.Go(func() {
 		for {
@@ -60,16 +73,25 @@ func start(tb testing.TB, config *tls.Config, answer func(*http.Request) string)
 			if err != nil {
 				return
 			}
-			e.connections.Add(1)
 			mu.Lock()
+			if closed {
+				// Accepted while the test was ending: nobody will answer.
+				conn.Close()
+			}
 			conns = append(conns, conn)
 			mu.Unlock()
-			handlers.Go(func() { serve(conn, answer) })
+			number := e.connections.Add(1)
+			handlers.Go(func() {
+				defer conn.Close()
+				handle(conn, number, done)
+			})
 		}
 	})
 	tb.Cleanup(func() {
+		close(done)
 		listener.Close()
 		mu.Lock()
+		closed = true
 		for _, conn := range conns {
 			conn.Close()
 		}

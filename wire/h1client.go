@@ -1,0 +1,624 @@
+package wire
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/textproto"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// h1Client is the proxy's own HTTP/1.1 client, for the requests that are
+// nearly all of the traffic: to http:// endpoints, with no body or a small
+// one in memory. Go's Transport hands each request and its answer between
+// the caller and two goroutines per connection; this writes the request and
+// reads the answer on the caller's goroutine, head and body in one write,
+// and reads the head in one pass that checks its framing too. Connections
+// are kept per endpoint and never reused after anything doubtful: bytes past
+// an answer, an answer cut short or abandoned, a connection that has
+// something to say while idle.
+type h1Client struct {
+	dialer *net.Dialer
+	// maxHeadBytes and maxFields cap response heads (see Options).
+	maxHeadBytes, maxFields int
+	// maxIdle is how many idle connections are kept per endpoint.
+	maxIdle int
+
+	mu sync.Mutex
+	// idle has the idle connections by address, the most recent last.
+	idle map[string][]*h1Conn
+	// sweep closes the connections idle for longer than idleTimeout; it is
+	// set while there are idle connections.
+	sweep *time.Timer
+}
+
+// idleTimeout is how long a connection may stay idle, as in Go's Transport.
+const idleTimeout = 90 * time.Second
+
+// maxInlineBody bounds the request bodies h1Client takes: it writes a body
+// with its head, so it holds both in memory.
+const maxInlineBody = 64 << 10
+
+// newH1Client returns a client with the caps of opts.
+func newH1Client(dialer *net.Dialer, opts Options, maxHeadBytes int64) *h1Client {
+	maxIdle := opts.MaxIdlePerHost
+	if maxIdle == 0 {
+		maxIdle = http.DefaultMaxIdleConnsPerHost
+	}
+	return &h1Client{
+		dialer:       dialer,
+		maxHeadBytes: int(maxHeadBytes),
+		maxFields:    opts.MaxResponseHeaders,
+		maxIdle:      maxIdle,
+		idle:         make(map[string][]*h1Conn),
+	}
+}
+
+// inMemory is a request body whose bytes are all there: a bytes.Reader.
+type inMemory interface {
+	io.Reader
+	Len() int
+}
+
+// takes reports whether the client carries req: plain HTTP/1.1 with no
+// upgrade, no 100-continue and no trailers, whose body, if any, is in memory
+// and small.
+func takes(req *http.Request) bool {
+	if req.URL.Scheme != "http" || len(req.Trailer) > 0 || req.Header.Get("Upgrade") != "" || req.Header.Get("Expect") != "" {
+		return false
+	}
+	if req.Body == nil || req.Body == http.NoBody {
+		return true
+	}
+	body, ok := req.Body.(inMemory)
+	return ok && req.ContentLength >= 0 && req.ContentLength <= maxInlineBody && int64(body.Len()) == req.ContentLength
+}
+
+// roundTrip sends req, which takes accepted, and reads its answer's head.
+func (c *h1Client) roundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	if err := ctx.Err(); err != nil {
+		return nil, &notSentError{err: err}
+	}
+	address := endpointAddress(req)
+	for retried := false; ; retried = true {
+		conn, err := c.get(ctx, address)
+		if err != nil {
+			return nil, &notSentError{err: ctxErr(ctx, err)}
+		}
+		if err := conn.encode(req); err != nil {
+			c.put(conn)
+			return nil, &notSentError{err: err}
+		}
+		resp, failure := conn.exchange(ctx, req)
+		if failure == nil {
+			return resp, nil
+		}
+		// As Go's Transport: a reused connection that the endpoint closed
+		// as the request went out is retried once on a new one, when the
+		// endpoint cannot have acted on it or the request can be repeated.
+		if !retried && conn.reused && failure.idleEnd && (!failure.wrote || replayable(req)) && ctx.Err() == nil {
+			continue
+		}
+		if !failure.wrote {
+			return nil, &notSentError{err: failure.err}
+		}
+		return nil, failure.err
+	}
+}
+
+// replayable reports whether req may be sent again after a failure that may
+// have come after the endpoint read it, by Go's Transport's rule.
+func replayable(req *http.Request) bool {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return req.Header.Get("Idempotency-Key") != "" || req.Header.Get("X-Idempotency-Key") != ""
+}
+
+// endpointAddress returns the host and port req goes to.
+func endpointAddress(req *http.Request) string {
+	if req.URL.Port() != "" {
+		return req.URL.Host
+	}
+	return net.JoinHostPort(req.URL.Hostname(), "80")
+}
+
+// ctxErr returns the context's error when ctx is done, the likely cause of
+// err, which is then only the closed connection it left.
+func ctxErr(ctx context.Context, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return ctxErr
+	}
+	return err
+}
+
+// get returns an idle connection to address that is fit for reuse, or a new
+// one.
+func (c *h1Client) get(ctx context.Context, address string) (*h1Conn, error) {
+	now := time.Now()
+	for {
+		c.mu.Lock()
+		conns := c.idle[address]
+		if len(conns) == 0 {
+			c.mu.Unlock()
+			break
+		}
+		conn := conns[len(conns)-1]
+		conns[len(conns)-1] = nil
+		c.idle[address] = conns[:len(conns)-1]
+		c.mu.Unlock()
+		// A connection with something to read while idle is one the
+		// endpoint closed, or one with bytes no request asked for.
+		if now.Sub(conn.idleSince) < idleTimeout && !readable(conn.Conn) {
+			conn.reused = true
+			return conn, nil
+		}
+		conn.Close()
+	}
+	raw, err := c.dialer.DialContext(ctx, "tcp", address)
+	if err != nil {
+		return nil, err
+	}
+	conn := &h1Conn{Conn: raw, client: c, address: address, br: bufio.NewReaderSize(raw, 4<<10)}
+	conn.heads = headReader{br: conn.br, maxBytes: c.maxHeadBytes, maxFields: c.maxFields}
+	conn.abortFunc = conn.abort
+	return conn, nil
+}
+
+// put keeps conn for the next request to its endpoint, or closes it when
+// there are enough.
+func (c *h1Client) put(conn *h1Conn) {
+	conn.idleSince = time.Now()
+	conn.reused = false
+	c.mu.Lock()
+	conns := c.idle[conn.address]
+	if len(conns) >= c.maxIdle {
+		c.mu.Unlock()
+		conn.Close()
+		return
+	}
+	c.idle[conn.address] = append(conns, conn)
+	if c.sweep == nil {
+		c.sweep = time.AfterFunc(idleTimeout, c.closeExpired)
+	}
+	c.mu.Unlock()
+}
+
+// closeExpired closes the connections idle for longer than idleTimeout, and
+// comes back while any are left.
+func (c *h1Client) closeExpired() {
+	now := time.Now()
+	var expired []*h1Conn
+	c.mu.Lock()
+	left := 0
+	for address, conns := range c.idle {
+		kept := conns[:0]
+		for _, conn := range conns {
+			if now.Sub(conn.idleSince) >= idleTimeout {
+				expired = append(expired, conn)
+			} else {
+				kept = append(kept, conn)
+			}
+		}
+		clear(conns[len(kept):])
+		c.idle[address] = kept
+		left += len(kept)
+	}
+	c.sweep = nil
+	if left > 0 {
+		c.sweep = time.AfterFunc(idleTimeout/3, c.closeExpired)
+	}
+	c.mu.Unlock()
+	for _, conn := range expired {
+		conn.Close()
+	}
+}
+
+// closeIdle closes the idle connections.
+func (c *h1Client) closeIdle() {
+	c.mu.Lock()
+	idle := c.idle
+	c.idle = make(map[string][]*h1Conn)
+	if c.sweep != nil {
+		c.sweep.Stop()
+		c.sweep = nil
+	}
+	c.mu.Unlock()
+	for _, conns := range idle {
+		for _, conn := range conns {
+			conn.Close()
+		}
+	}
+}
+
+// h1Conn is a connection of h1Client's, carrying one request at a time.
+type h1Conn struct {
+	net.Conn
+	client  *h1Client
+	address string
+	br      *bufio.Reader
+	heads   headReader
+	// out is the request being written, head and body; kept from one
+	// request to the next.
+	out []byte
+	// abortFunc is abort, made once: the request's context calls it when
+	// it is cancelled.
+	abortFunc func()
+	// idleSince is when the connection was last put back; reused is set
+	// while it carries a request it did not carry first.
+	idleSince time.Time
+	reused    bool
+}
+
+// abort stops the request the connection carries, for good: it resets the
+// connection (as framingConn.Close does, and for the same reasons), which
+// ends any read or write on it.
+func (c *h1Conn) abort() {
+	if tcp, ok := tcpConn(c.Conn); ok {
+		_ = tcp.SetLinger(0)
+	}
+	c.Conn.Close()
+}
+
+// failure is why an exchange failed, and how far it got.
+type failure struct {
+	err error
+	// wrote is set when any of the request was written; idleEnd when the
+	// connection then ended without a byte of an answer.
+	wrote, idleEnd bool
+}
+
+// exchange writes the encoded request and reads its answer's head. The
+// connection is then the answer's body's, or closed.
+func (c *h1Conn) exchange(ctx context.Context, req *http.Request) (*http.Response, *failure) {
+	stop := context.AfterFunc(ctx, c.abortFunc)
+	fail := func(f *failure) (*http.Response, *failure) {
+		stop()
+		c.Close()
+		f.err = ctxErr(ctx, f.err)
+		return nil, f
+	}
+	if n, err := c.Write(c.out); err != nil {
+		return fail(&failure{err: err, wrote: n > 0, idleEnd: c.reused})
+	}
+	x := &answer{conn: c, stop: stop, ctx: ctx}
+	f, idleEnd, err := c.heads.readResponse(req.Method, &x.resp)
+	if err != nil {
+		if errors.Is(err, ErrAmbiguousFraming) {
+			// The connection is closed at once, as framingConn does.
+			err = ErrAmbiguousFraming
+		}
+		return fail(&failure{err: err, wrote: true, idleEnd: idleEnd})
+	}
+	x.resp.Request = req
+	x.body.answer = x
+	x.framing = f
+	x.remaining = f.length
+	switch f.body {
+	case noBody:
+		x.resp.Body = http.NoBody
+		x.release(true)
+	case chunkedBody:
+		x.chunks = newChunkedReader(c.br)
+		x.resp.Body = &x.body
+	default:
+		x.resp.Body = &x.body
+	}
+	return &x.resp, nil
+}
+
+// encode writes req into c.out as Go's Transport would write it, but for
+// the order of its header fields, which it leaves as they come.
+func (c *h1Conn) encode(req *http.Request) error {
+	if !validMethod(req.Method) {
+		return fmt.Errorf("net/http: invalid method %q", req.Method)
+	}
+	host := req.Host
+	if host == "" {
+		host = req.URL.Host
+	}
+	if !validHost(host) {
+		return fmt.Errorf("http: invalid Host header %q", host)
+	}
+	b := c.out[:0]
+	b = append(b, req.Method...)
+	b = append(b, ' ')
+	b = appendRequestURI(b, req)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, host...)
+	b = append(b, "\r\n"...)
+	if agent, ok := req.Header["User-Agent"]; !ok {
+		b = append(b, "User-Agent: Go-http-client/1.1\r\n"...)
+	} else if len(agent) > 0 && agent[0] != "" {
+		b = appendField(b, "User-Agent", agent[0])
+	}
+	if sendsContentLength(req) {
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, req.ContentLength, 10)
+		b = append(b, "\r\n"...)
+	}
+	if req.Close && !hasToken(req.Header["Connection"], "close") {
+		b = append(b, "Connection: close\r\n"...)
+	}
+	for name, values := range req.Header {
+		if !validFieldName(name) {
+			return fmt.Errorf("net/http: invalid header field name %q", name)
+		}
+		switch name {
+		case "Host", "User-Agent", "Content-Length", "Transfer-Encoding", "Trailer":
+			continue
+		}
+		for _, v := range values {
+			if !validFieldValue(v) {
+				return fmt.Errorf("net/http: invalid header field value for %q", name)
+			}
+			b = appendField(b, name, v)
+		}
+	}
+	b = append(b, "\r\n"...)
+	if body, ok := req.Body.(inMemory); ok && req.ContentLength > 0 {
+		start := len(b)
+		b = slices.Grow(b, int(req.ContentLength))[:start+int(req.ContentLength)]
+		c.out = b
+		if n, err := io.ReadFull(body, b[start:]); err != nil {
+			return fmt.Errorf("http: ContentLength=%d with Body length %d", req.ContentLength, n)
+		}
+	}
+	c.out = b
+	return nil
+}
+
+// appendField appends the field name: value.
+func appendField(b []byte, name, value string) []byte {
+	b = append(b, name...)
+	b = append(b, ": "...)
+	b = append(b, trimASCIISpace(value)...)
+	return append(b, "\r\n"...)
+}
+
+// appendRequestURI appends the request target of req, as URL.RequestURI
+// makes it.
+func appendRequestURI(b []byte, req *http.Request) []byte {
+	u := req.URL
+	if u.Opaque == "" && u.RawQuery == "" && !u.ForceQuery && u.RawPath == "" && u.Path != "" && u.Path[0] == '/' && pathNeedsNoEscape(u.Path) {
+		return append(b, u.Path...)
+	}
+	return append(b, u.RequestURI()...)
+}
+
+// pathNeedsNoEscape reports whether path is its own escaped form, so that
+// the common path goes out without a string made for it.
+func pathNeedsNoEscape(path string) bool {
+	for i := range len(path) {
+		c := path[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("-._~/!$&'()*+,;=:@", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// sendsContentLength reports whether Go's Transport would send a
+// Content-Length with req: for a body, and for an empty one where servers
+// expect it.
+func sendsContentLength(req *http.Request) bool {
+	if req.ContentLength > 0 {
+		return true
+	}
+	switch req.Method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch:
+		return true
+	}
+	return false
+}
+
+// validMethod reports whether method is a token.
+func validMethod(method string) bool {
+	return validFieldName(method)
+}
+
+// validFieldName reports whether name is a token, as a field name must be.
+func validFieldName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := range len(name) {
+		if !tokenByte(name[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// validHost reports whether host can go in a Host field: no white space or
+// control characters.
+func validHost(host string) bool {
+	for i := range len(host) {
+		if c := host[i]; c <= ' ' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// answer is the response to one request on an h1Conn, with its body.
+type answer struct {
+	resp http.Response
+	body answerBody
+	conn *h1Conn
+	ctx  context.Context
+	// stop unhooks the connection's reset from the request's context.
+	stop    func() bool
+	framing framing
+	// remaining counts the bytes left of a Content-Length body; chunks
+	// reads a chunked one. Only the body's reader uses them.
+	remaining int64
+	chunks    io.Reader
+	// released is set once the answer let go of its connection: put it
+	// back, or closed it.
+	released atomic.Bool
+	// mu guards err, what reads return once the body ended or was closed.
+	mu  sync.Mutex
+	err error
+}
+
+// release lets go of the answer's connection, once: it is put back for the
+// next request when the answer ended cleanly where its framing says, with
+// nothing after it, and closed otherwise.
+func (x *answer) release(clean bool) {
+	if !x.released.CompareAndSwap(false, true) {
+		return
+	}
+	c := x.conn
+	// A reset under way has the connection; once stop returns true, none
+	// will come.
+	if x.stop() && clean && !x.framing.close && !x.framing.spent && c.br.Buffered() == 0 {
+		c.client.put(c)
+		return
+	}
+	c.Close()
+}
+
+// end records err as what the body's reads return from now on, unless
+// something was recorded first, and returns what was.
+func (x *answer) end(err error) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.err == nil {
+		x.err = err
+	}
+	return x.err
+}
+
+// answerBody is the body of an answer, read from its connection.
+type answerBody struct{ answer *answer }
+
+// Read reads the body as Go's Transport reads it, and hands the connection
+// back at its end.
+func (b answerBody) Read(p []byte) (int, error) {
+	x := b.answer
+	if x.released.Load() {
+		return 0, x.end(http.ErrBodyReadAfterClose)
+	}
+	n, err := x.read(p)
+	if err != nil {
+		if err != io.EOF {
+			err = ctxErr(x.ctx, err)
+		}
+		err = x.end(err)
+		x.release(err == io.EOF)
+	}
+	return n, err
+}
+
+// read reads from the body by its framing.
+func (x *answer) read(p []byte) (int, error) {
+	br := x.conn.br
+	switch x.framing.body {
+	case lengthBody:
+		if int64(len(p)) > x.remaining {
+			p = p[:x.remaining]
+		}
+		n, err := br.Read(p)
+		x.remaining -= int64(n)
+		if x.remaining == 0 {
+			return n, io.EOF
+		}
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return n, err
+	case chunkedBody:
+		n, err := x.chunks.Read(p)
+		if err == io.EOF {
+			if trailerErr := readTrailer(br, &x.resp); trailerErr != nil {
+				return n, trailerErr
+			}
+		}
+		return n, err
+	}
+	return br.Read(p)
+}
+
+// Close closes the body; a body not read to its end closes its connection,
+// which ends a read under way.
+func (b answerBody) Close() error {
+	x := b.answer
+	x.end(http.ErrBodyReadAfterClose)
+	x.release(false)
+	return nil
+}
+
+// newChunkedReader reads a chunked body from br as Go's Transport does, with
+// the same code.
+func newChunkedReader(br *bufio.Reader) io.Reader {
+	return httputil.NewChunkedReader(br)
+}
+
+// errTrailerEOF is the failure of a trailer section cut short.
+var errTrailerEOF = errors.New("http: unexpected EOF reading trailer")
+
+// readTrailer reads the trailer section after a chunked body into
+// resp.Trailer, as Go's Transport does.
+func readTrailer(br *bufio.Reader, resp *http.Response) error {
+	buf, err := br.Peek(2)
+	if string(buf) == "\r\n" {
+		_, _ = br.Discard(2)
+		return nil
+	}
+	if len(buf) < 2 {
+		return errTrailerEOF
+	}
+	if err != nil {
+		return err
+	}
+	// The whole section must be in the buffer (4 KiB), against an endless
+	// one.
+	if !seeUpcomingDoubleCRLF(br) {
+		return errors.New("http: suspiciously long trailer after chunked body")
+	}
+	fields, err := textproto.NewReader(br).ReadMIMEHeader()
+	if err != nil {
+		if err == io.EOF {
+			return errTrailerEOF
+		}
+		return err
+	}
+	if resp.Trailer == nil {
+		resp.Trailer = http.Header(fields)
+		return nil
+	}
+	maps.Copy(resp.Trailer, http.Header(fields))
+	return nil
+}
+
+// seeUpcomingDoubleCRLF reports whether the end of a trailer section is in
+// br's buffer.
+func seeUpcomingDoubleCRLF(br *bufio.Reader) bool {
+	for size := 4; ; size++ {
+		buf, err := br.Peek(size)
+		if bytes.HasSuffix(buf, []byte("\r\n\r\n")) {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+	}
+}
