@@ -104,7 +104,7 @@ func (o *Outcome) Copy(w http.ResponseWriter, idleTimeout time.Duration) (int64,
 		header["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
 	}
 	w.WriteHeader(resp.StatusCode)
-	out := &clientWriter{w: w, controller: *http.NewResponseController(w)}
+	out := &clientWriter{w: w, controller: *http.NewResponseController(w), arrived: arrived(resp.Body)}
 	defer out.finish()
 
 	var body io.Reader = resp.Body
@@ -189,6 +189,9 @@ type clientWriter struct {
 	// returned, after which the writer is not to be used.
 	flushed, finished bool
 	headTimer         *time.Timer
+	// arrived is set when the whole body is there to copy without waiting:
+	// the head then goes with it, with no timer to see to it.
+	arrived bool
 	// idle watches the body's pace when an idle time-out is set.
 	idle idleWatch
 }
@@ -219,7 +222,9 @@ func (c *clientWriter) copyBody(body io.Reader, streaming bool) (int64, error) {
 	bufp := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(bufp)
 	buf := *bufp
-	c.headTimer = time.AfterFunc(headFlushDelay, c.flushHead)
+	if !c.arrived {
+		c.headTimer = time.AfterFunc(headFlushDelay, c.flushHead)
+	}
 	var written int64
 	for {
 		n, readErr := body.Read(buf)
@@ -241,6 +246,16 @@ func (c *clientWriter) copyBody(body io.Reader, streaming bool) (int64, error) {
 			return written, fmt.Errorf("reading the response body: %w", readErr)
 		}
 	}
+}
+
+// arrived reports whether all of body is there to read without waiting, as
+// the proxy's own HTTP/1 client can tell of a small answer.
+func arrived(body io.Reader) bool {
+	if body == http.NoBody {
+		return true
+	}
+	b, ok := body.(interface{ Arrived() bool })
+	return ok && b.Arrived()
 }
 
 // write writes p to the client, and flushes it when the body streams.

@@ -178,8 +178,12 @@ func (x *exchange) copyWinner(w http.ResponseWriter) {
 	if err == nil {
 		x.giveBack()
 		// The answer goes out whole now rather than when the handler
-		// returns, which under fan-out is after the losers are read out.
-		err = endpointresponse.Flush(w)
+		// returns, which under fan-out is after the losers are read out. With
+		// no loser out, the handler returns at once, and the server's own
+		// flush then sends it without a write of its own.
+		if x.pending > 0 {
+			err = endpointresponse.Flush(w)
+		}
 	}
 	if err != nil {
 		end.Err = err

@@ -557,6 +557,14 @@ func (x *answer) read(p []byte) (int, error) {
 	return br.Read(p)
 }
 
+// Arrived reports whether all of the body not read yet has arrived, so
+// that reading it will not wait: a Content-Length body that came with its
+// head. A copy need not then see to it that the head goes ahead of it.
+func (b answerBody) Arrived() bool {
+	x := b.answer
+	return x.framing.body == lengthBody && !x.released.Load() && x.remaining <= int64(x.conn.br.Buffered())
+}
+
 // Close closes the body; a body not read to its end closes its connection,
 // which ends a read under way.
 func (b answerBody) Close() error {

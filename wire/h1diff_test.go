@@ -1,16 +1,19 @@
 package wire
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"balancing-reverse-proxy/internal/faults"
+	"balancing-reverse-proxy/internal/rawendpoint"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -189,4 +192,55 @@ func TestOwnClientAnswersAsGoTransportDoes(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestOwnClientTellsWhenABodyHasArrived(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	endpoint := rawendpoint.Handle(t, nil, func(conn net.Conn, _ int32, done <-chan struct{}) {
+		reader := bufio.NewReader(conn)
+		for served := 0; ; served++ {
+			if _, err := http.ReadRequest(reader); err != nil {
+				return
+			}
+			if served == 0 {
+				_, _ = io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nwhole")
+				continue
+			}
+			_, _ = io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npa")
+			select {
+			case <-release:
+			case <-done:
+				return
+			}
+			_, _ = io.WriteString(conn, "rt")
+		}
+	})
+	transport := New(Options{MaxIdlePerHost: 1})
+	defer transport.CloseIdleConnections()
+	arrived := func(partial bool) (bool, string) {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, endpoint.URL, nil)
+		require.NoError(t, err)
+		resp, err := transport.RoundTrip(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		// The head and what came with it are read; give the rest of the
+		// write time to land, as it would if it were on its way.
+		time.Sleep(20 * time.Millisecond)
+		body, ok := resp.Body.(interface{ Arrived() bool })
+		require.True(t, ok)
+		whole := body.Arrived()
+		if partial {
+			close(release)
+		}
+		got, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return whole, string(got)
+	}
+	whole, body := arrived(false)
+	assert.True(t, whole, "a body that came with its head has arrived")
+	assert.Equal(t, "whole", body)
+	whole, body = arrived(true)
+	assert.False(t, whole, "a body still on its way has not")
+	assert.Equal(t, "part", body)
 }
