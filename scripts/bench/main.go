@@ -5,10 +5,11 @@
 // directly), measuring each latency from the request's intended send time.
 //
 // The overhead scenario (not part of "all") measures instead what the proxy
-// itself costs against the endpoint called directly, nginx and HAProxy:
-// closed-loop throughput with wrk, the latency added at a moderate open-loop
-// rate, and the proxy's memory per request in flight. It needs wrk; nginx and
-// HAProxy rows are marked unavailable where those are not installed.
+// itself costs against the endpoint called directly, nginx, HAProxy and
+// Caddy: closed-loop throughput with wrk and the server's CPU time per
+// request, the latency added at a moderate open-loop rate, and the proxy's
+// memory per request in flight. It needs wrk; nginx, HAProxy and Caddy rows
+// are marked unavailable where those are not installed.
 //
 //	go run ./scripts/bench                       # every tail scenario, 200/s, 3s warm-up + 20s per row
 //	go run ./scripts/bench -scenario tail -duration 10s
@@ -184,7 +185,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	var tl tools
 	if cfg.overhead {
-		tl = tools{wrk: lookTool("wrk", false), nginx: lookTool("nginx", true), haproxy: lookTool("haproxy", true)}
+		tl = tools{wrk: lookTool("wrk", false), nginx: lookTool("nginx", true), haproxy: lookTool("haproxy", true), caddy: lookTool("caddy", true)}
 		if cfg.sessions {
 			tl.redis = lookTool("redis-server", true)
 		}

@@ -13,8 +13,8 @@ import (
 )
 
 // overheadScenario is the scenario that measures what the proxy itself costs
-// (throughput, added latency, memory) against the endpoint called directly,
-// nginx and HAProxy. "all" leaves it out: it needs wrk and takes minutes.
+// (throughput, added latency, CPU, memory) against the endpoint called
+// directly, nginx, HAProxy and Caddy. "all" leaves it out: it needs wrk and takes minutes.
 const overheadScenario = "overhead"
 
 // Defaults of the overhead scenario's knobs.
@@ -55,6 +55,7 @@ const (
 	rowSerial  = "proxy, serial, 1 endpoint"
 	rowNginx   = "nginx, 1 endpoint"
 	rowHAProxy = "HAProxy, 1 endpoint"
+	rowCaddy   = "Caddy, 1 endpoint"
 	// The rows of -sessions.
 	rowPinnedMemory = "proxy, serial, pinned session, memory store"
 	rowPinnedRedis  = "proxy, serial, pinned session, Redis store"
@@ -107,6 +108,7 @@ func defaultOverheadPlan(baseline string, sessions bool) overheadPlan {
 	serialAdmin := row{name: rowSerial + ", admin listener on", direct: viaProxy, endpoints: 1, proxyArgs: []string{"-admin-address", "127.0.0.1:0"}}
 	nginx := row{name: rowNginx, direct: viaProxy, server: serverNginx, endpoints: 1}
 	haproxy := row{name: rowHAProxy, direct: viaProxy, server: serverHAProxy, endpoints: 1}
+	caddy := row{name: rowCaddy, direct: viaProxy, server: serverCaddy, endpoints: 1}
 	fanOut := func(n int) row {
 		return row{name: fmt.Sprintf("proxy, fan-out to %d", n), direct: viaProxy, endpoints: n, proxyArgs: []string{"-fanout"}}
 	}
@@ -117,8 +119,8 @@ func defaultOverheadPlan(baseline string, sessions bool) overheadPlan {
 		return r
 	}
 	hedged := row{name: "proxy, hedged p95, 2 endpoints", direct: viaProxy, endpoints: 2, proxyArgs: []string{"--hedge-delay", "p95"}}
-	closedLoop := []row{direct, serial, serialAdmin, fanOut(1), fanOut(2), fanOut(3), fanOutH2C(3), hedged, nginx, haproxy}
-	openLoop := []row{direct, serial, nginx, haproxy}
+	closedLoop := []row{direct, serial, serialAdmin, fanOut(1), fanOut(2), fanOut(3), fanOutH2C(3), hedged, nginx, haproxy, caddy}
+	openLoop := []row{direct, serial, nginx, haproxy, caddy}
 	if sessions {
 		serial.header = sessionRequestHeader
 		closedLoop[1], openLoop[1] = serial, serial
@@ -395,7 +397,8 @@ func stopTarget(server *proxyProcess, err error) error {
 }
 
 // closedLoopRun runs wrk against the row's target for the warm-up, then for
-// the measured run, and counts the upstream requests of the measured run.
+// the measured run, of which it counts the upstream requests and the CPU time
+// of the server under test.
 func (rn *runner) closedLoopRun(ctx context.Context, eps []*endpoint, rw row) (wrkResult, error) {
 	setModels(eps, Model{})
 	url, server, err := rn.startTarget(ctx, rw, eps)
@@ -410,11 +413,65 @@ func (rn *runner) closedLoopRun(ctx context.Context, eps []*endpoint, rw row) (w
 		}
 	}
 	if err == nil {
-		before := totalReceived(eps)
-		res, err = runWrk(ctx, rn.tools.wrk, rn.tools.wrkScript, url+"/bench", rn.cfg.overheadDuration, rw.header)
-		res.Upstream = totalReceived(eps) - before
+		res, err = rn.measuredWrk(ctx, eps, url, rw.header, cpuTargetOf(server))
 	}
 	return res, stopTarget(server, err)
+}
+
+// measuredWrk runs wrk for the measured run against url, with header if not
+// empty, and adds to its result the upstream requests of the run and the CPU
+// time target used meanwhile. The CPU time is left out where there is no
+// /proc, or when the server ended during the run, which stopTarget reports.
+func (rn *runner) measuredWrk(ctx context.Context, eps []*endpoint, url, header string, target cpuTarget) (wrkResult, error) {
+	measure := haveProc()
+	var cpuBefore cpuSample
+	if measure {
+		var err error
+		if cpuBefore, err = target.sample(); err != nil {
+			return wrkResult{}, fmt.Errorf("server CPU before the run: %w", err)
+		}
+	}
+	before := totalReceived(eps)
+	res, err := runWrk(ctx, rn.tools.wrk, rn.tools.wrkScript, url+"/bench", rn.cfg.overheadDuration, header)
+	res.Upstream = totalReceived(eps) - before
+	if err != nil || !measure {
+		return res, err
+	}
+	cpuAfter, err := target.sample()
+	switch {
+	case errors.Is(err, errProcessGone):
+		return res, nil
+	case err != nil:
+		return res, fmt.Errorf("server CPU after the run: %w", err)
+	}
+	res.ServerCPU, res.HasServerCPU = cpuBetween(cpuBefore, cpuAfter), true
+	return res, nil
+}
+
+// cpuTarget is the processes whose CPU time a closed-loop run charges to the
+// server under test.
+type cpuTarget struct {
+	// pid is the server's process, or the harness's own for an endpoint
+	// called directly.
+	pid int
+	// tree adds every process descended from pid, such as nginx's workers.
+	tree bool
+}
+
+// cpuTargetOf returns the target of a run against server: it and its
+// descendants; or, when server is nil (an endpoint called directly), the
+// harness process alone, which serves the endpoint, leaving out its children
+// (wrk).
+func cpuTargetOf(server *proxyProcess) cpuTarget {
+	if server == nil {
+		return cpuTarget{pid: os.Getpid()}
+	}
+	return cpuTarget{pid: server.cmd.Process.Pid, tree: true}
+}
+
+// sample reads the target's CPU time from /proc.
+func (c cpuTarget) sample() (cpuSample, error) {
+	return sampleCPU(procRoot, c.pid, c.tree)
 }
 
 // haveProc reports whether the RSS can be read here: /proc is Linux's.

@@ -189,7 +189,7 @@ func printNotes(w io.Writer, notes []string) {
 // for the README, each followed by its notes.
 func printOverhead(w io.Writer, cfg config, toolsLine string, res overheadResults) {
 	workers := serverWorkers()
-	fmt.Fprintf(w, "\n== %s: what the proxy costs, against nginx and HAProxy in front of the same endpoint\n", overheadScenario)
+	fmt.Fprintf(w, "\n== %s: what the proxy costs, against nginx, HAProxy and Caddy in front of the same endpoint\n", overheadScenario)
 	runs := "each figure is from one run"
 	if cfg.overheadRuns > 1 {
 		runs = fmt.Sprintf("each figure is the median of %d runs (min–max), taken in rounds of every row", cfg.overheadRuns)
@@ -198,8 +198,8 @@ func printOverhead(w io.Writer, cfg config, toolsLine string, res overheadResult
 	fmt.Fprintf(w, "tools: %s\n", toolsLine)
 	// The proxy inherits the harness's environment, so its GOMAXPROCS is the
 	// harness's.
-	fmt.Fprintf(w, "servers: nginx worker_processes %d, HAProxy nbthread %d, the proxy GOMAXPROCS %d; nginx keepalive 128 over HTTP/1.1 to the endpoint, HAProxy http-reuse always; no access logs\n",
-		workers, workers, runtime.GOMAXPROCS(0))
+	fmt.Fprintf(w, "servers: nginx worker_processes %d, HAProxy nbthread %d, the proxy GOMAXPROCS %d, Caddy its default (the CPUs); nginx keepalive 128 over HTTP/1.1 to the endpoint, HAProxy http-reuse always, Caddy up to %d idle upstream connections; no access logs\n",
+		workers, workers, runtime.GOMAXPROCS(0), caddyIdleConns)
 	printClosedLoop(w, cfg, res.closedLoop)
 	printOpenLoop(w, cfg, res.openLoop)
 	printMemory(w, cfg, res.memory)
@@ -207,9 +207,9 @@ func printOverhead(w io.Writer, cfg config, toolsLine string, res overheadResult
 
 // printFigures writes a table whose rows have the statuses rows and runs[i]
 // runs each: figures gives the cells after the name, and a note or "", of a
-// row with runs; a row without gets its status. The notes follow, and the
-// CPU other processes used.
-func printFigures(w io.Writer, header []string, rows []rowRuns, runs []int, figures func(i int) (cells []string, note string)) {
+// row with runs; a row without gets its status. The rows' notes follow, then
+// the table's own (tableNotes), and the CPU other processes used.
+func printFigures(w io.Writer, header []string, rows []rowRuns, runs []int, tableNotes []string, figures func(i int) (cells []string, note string)) {
 	var cells [][]string
 	var notes []string
 	for i, r := range rows {
@@ -223,7 +223,7 @@ func printFigures(w io.Writer, header []string, rows []rowRuns, runs []int, figu
 		notes = append(notes, note)
 	}
 	markdownTable(w, header, cells)
-	printNotes(w, append(notes, otherCPUNote(rows)))
+	printNotes(w, slices.Concat(notes, tableNotes, []string{otherCPUNote(rows)}))
 }
 
 // printClosedLoop writes the throughput table. Its "cost vs serial" column is
@@ -253,14 +253,17 @@ func printClosedLoop(w io.Writer, cfg config, rows []closedLoopResult) {
 	for i, r := range rows {
 		statuses[i], runs[i] = r.rowRuns, len(r.Runs)
 	}
-	header := []string{"target", "requests/s", "vs nginx", "vs direct", "cost vs serial", "upstream per request", "p50 ms", "p99 ms", "p99.9 ms"}
-	printFigures(w, header, statuses, runs, func(i int) ([]string, string) {
+	header := []string{"target", "requests/s", "vs nginx", "vs direct", "cost vs serial", "upstream per request", "server CPU per request µs", "p50 ms", "p99 ms", "p99.9 ms"}
+	printFigures(w, header, statuses, runs, []string{serverCPUNote}, func(i int) ([]string, string) {
 		r := rows[i]
-		var upstream, p50, p99, p999 []float64
+		var upstream, cpu, p50, p99, p999 []float64
 		var errs wrkResult
 		for _, run := range r.Runs {
 			if run.Requests > 0 {
 				upstream = append(upstream, float64(run.Upstream)/float64(run.Requests))
+			}
+			if us, ok := cpuPerRequestMicros(run); ok {
+				cpu = append(cpu, us)
 			}
 			p50, p99, p999 = append(p50, ms(run.P50)), append(p99, ms(run.P99)), append(p999, ms(run.P999))
 			errs.ConnectErrors += run.ConnectErrors
@@ -276,6 +279,7 @@ func printClosedLoop(w io.Writer, cfg config, rows []closedLoopResult) {
 			formatRatio(ratio(throughput, direct)),
 			formatRatio(ratio(serial, throughput)),
 			formatUpstream(upstream),
+			spreadCell(cpu, formatOneDecimal),
 			spreadCell(p50, formatMs), spreadCell(p99, formatMs), spreadCell(p999, formatMs),
 		}
 		note := ""
@@ -285,6 +289,21 @@ func printClosedLoop(w io.Writer, cfg config, rows []closedLoopResult) {
 		}
 		return cells, note
 	})
+}
+
+// serverCPUNote says what the closed-loop table's CPU column measures.
+const serverCPUNote = "server CPU per request: utime + stime (/proc/PID/stat, in 1/100 s) of the server under test, its process and every descendant " +
+	"(nginx: the master and its workers), from just before the measured wrk run to just after it, over the requests wrk completed; " +
+	"for the endpoint called directly, the harness process's own, which serves the endpoint and is otherwise idle during the run " +
+	"(wrk, its child, is not counted); \"-\" where there is no /proc"
+
+// cpuPerRequestMicros returns the server's CPU time per request of a run, in
+// µs, false when the run has no CPU time or no requests.
+func cpuPerRequestMicros(run wrkResult) (float64, bool) {
+	if !run.HasServerCPU || run.Requests <= 0 {
+		return math.NaN(), false
+	}
+	return float64(run.ServerCPU) / float64(time.Microsecond) / float64(run.Requests), true
 }
 
 // formatUpstream writes the median upstream requests per client request, or
@@ -310,7 +329,7 @@ func printOpenLoop(w io.Writer, cfg config, rows []openLoopResult) {
 		}
 	}
 	header := []string{"target", "p50 ms", "p99 ms", "p99.9 ms", "added p50 ms", "failed requests"}
-	printFigures(w, header, statuses, runs, func(i int) ([]string, string) {
+	printFigures(w, header, statuses, runs, nil, func(i int) ([]string, string) {
 		r := rows[i]
 		var p50, p99, p999, added []float64
 		var failed, requests int64
@@ -361,7 +380,7 @@ func printMemory(w io.Writer, cfg config, rows []memoryResult) {
 		statuses[i], runs[i] = r.rowRuns, len(r.Runs)
 	}
 	header := []string{"mode", "attempts held", "RSS idle kB", "RSS held kB", "kB per request in flight"}
-	printFigures(w, header, statuses, runs, func(i int) ([]string, string) {
+	printFigures(w, header, statuses, runs, nil, func(i int) ([]string, string) {
 		var reached, idle, held, per []float64
 		for _, run := range rows[i].Runs {
 			reached = append(reached, float64(run.Reached))

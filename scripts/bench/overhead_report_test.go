@@ -94,13 +94,19 @@ func TestMarkdownTable(t *testing.T) {
 
 // wrkRun returns a closed-loop run of rps requests/s over a second, each
 // reaching perRequest upstream requests, with latencies p50, 2 x p50 and
-// 3 x p50.
+// 3 x p50, and no server CPU time.
 func wrkRun(rps float64, perRequest int64, p50 time.Duration) wrkResult {
 	n := int64(rps)
 	return wrkResult{
 		Requests: n, Duration: time.Second, RequestsPerSec: rps, Upstream: n * perRequest,
 		P50: p50, P99: 2 * p50, P999: 3 * p50,
 	}
+}
+
+// withCPU returns run with the server's CPU time at perRequest a request.
+func withCPU(run wrkResult, perRequest time.Duration) wrkResult {
+	run.ServerCPU, run.HasServerCPU = time.Duration(run.Requests)*perRequest, true
+	return run
 }
 
 func TestPrintClosedLoop(t *testing.T) {
@@ -113,7 +119,9 @@ func TestPrintClosedLoop(t *testing.T) {
 			wrkRun(3000, 3, 20*time.Millisecond), wrkRun(2000, 3, 30*time.Millisecond), wrkRun(2500, 3, 25*time.Millisecond),
 		}},
 		{rowRuns: rowRuns{Name: rowNginx}, Runs: []wrkResult{
-			wrkRun(25000, 1, 2*time.Millisecond), wrkRun(24000, 1, 2*time.Millisecond), wrkRun(26000, 1, 2*time.Millisecond),
+			withCPU(wrkRun(25000, 1, 2*time.Millisecond), 40*time.Microsecond),
+			withCPU(wrkRun(24000, 1, 2*time.Millisecond), 42500*time.Nanosecond),
+			withCPU(wrkRun(26000, 1, 2*time.Millisecond), 38*time.Microsecond),
 		}},
 		{rowRuns: rowRuns{Name: rowHAProxy, Failed: "HAProxy exited (exit status 1): [ALERT] cannot bind\nmore"}},
 	}
@@ -122,11 +130,12 @@ func TestPrintClosedLoop(t *testing.T) {
 	printClosedLoop(&out, config{overheadRuns: 3, overheadDuration: 10 * time.Second, overheadWarmup: time.Second}, rows)
 	text := out.String()
 	assert.Contains(t, text, "Closed loop (`wrk -t2 -c64 -d10s --latency -s script.lua`, after a 1s wrk warm-up")
-	assert.Contains(t, text, "| target | requests/s | vs nginx | vs direct | cost vs serial | upstream per request | p50 ms | p99 ms | p99.9 ms |\n")
-	assert.Contains(t, text, "| endpoint called directly | 45,000 (40,000–50,000) | 1.80x | 1.00x | - | 1.00 | 1.00 (1.00–1.00) | 2.00 (2.00–2.00) | 3.00 (3.00–3.00) |\n")
-	assert.Contains(t, text, "| proxy, fan-out to 3 | 2,500 (2,000–3,000) | 0.10x | 0.06x | - | 3.00 | 25.00 (20.00–30.00) | 50.00 (40.00–60.00) | 75.00 (60.00–90.00) |\n")
-	assert.Contains(t, text, "| nginx, 1 endpoint | 25,000 (24,000–26,000) | 1.00x | 0.56x | - | 1.00 |")
-	assert.Contains(t, text, "| HAProxy, 1 endpoint | failed | - | - | - | - | - | - | - |\n")
+	assert.Contains(t, text, "| target | requests/s | vs nginx | vs direct | cost vs serial | upstream per request | server CPU per request µs | p50 ms | p99 ms | p99.9 ms |\n")
+	assert.Contains(t, text, "| endpoint called directly | 45,000 (40,000–50,000) | 1.80x | 1.00x | - | 1.00 | - | 1.00 (1.00–1.00) | 2.00 (2.00–2.00) | 3.00 (3.00–3.00) |\n")
+	assert.Contains(t, text, "| proxy, fan-out to 3 | 2,500 (2,000–3,000) | 0.10x | 0.06x | - | 3.00 | - | 25.00 (20.00–30.00) | 50.00 (40.00–60.00) | 75.00 (60.00–90.00) |\n")
+	assert.Contains(t, text, "| nginx, 1 endpoint | 25,000 (24,000–26,000) | 1.00x | 0.56x | - | 1.00 | 40.0 (38.0–42.5) | 2.00 (2.00–2.00) |")
+	assert.Contains(t, text, "| HAProxy, 1 endpoint | failed | - | - | - | - | - | - | - | - |\n")
+	assert.Contains(t, text, "- server CPU per request: utime + stime (/proc/PID/stat, in 1/100 s) of the server under test")
 	assert.Contains(t, text, "- HAProxy, 1 endpoint: failed: HAProxy exited (exit status 1): [ALERT] cannot bind\n")
 	assert.Contains(t, text, "- proxy, fan-out to 3: 5 failed requests over 3 runs (connect 0, read 0, write 0, status 400 or more 5, time-out 0)")
 	assert.Contains(t, text, "- other processes on the machine used 0.01 cores in the median run, 0.60 at most (proxy, fan-out to 3, run 1)")
@@ -143,9 +152,9 @@ func TestPrintClosedLoopWithoutNginx(t *testing.T) {
 	var out bytes.Buffer
 	printClosedLoop(&out, config{overheadRuns: 1, overheadDuration: 10 * time.Second}, rows)
 	text := out.String()
-	assert.Contains(t, text, "| proxy, serial, 1 endpoint | 8,000 | - | 0.20x | 1.00x | 1.00 | 8.00 | 16.00 | 24.00 |\n", "one run: no range, no nginx ratio")
+	assert.Contains(t, text, "| proxy, serial, 1 endpoint | 8,000 | - | 0.20x | 1.00x | 1.00 | - | 8.00 | 16.00 | 24.00 |\n", "one run: no range, no nginx ratio")
 	assert.Contains(t, text, "| proxy, fan-out to 2 | 3,200 | - | 0.08x | 2.50x | 2.00 |", "a request fanned out to 2 costs 2.5 serial ones")
-	assert.Contains(t, text, "| nginx, 1 endpoint | unavailable | - | - | - | - | - | - | - |\n")
+	assert.Contains(t, text, "| nginx, 1 endpoint | unavailable | - | - | - | - | - | - | - | - |\n")
 	assert.Contains(t, text, "- nginx, 1 endpoint: unavailable: nginx is not installed (apt-get install nginx)")
 	assert.NotContains(t, text, "other processes", "no CPU figures, no note")
 }
@@ -218,8 +227,8 @@ func TestOverheadPlanEstimate(t *testing.T) {
 	t.Parallel()
 	plan := defaultOverheadPlan("", false)
 	cfg := config{overheadRuns: 3, overheadDuration: 10 * time.Second, overheadWarmup: time.Second}
-	// 14 load rows of 12s and 3 memory rows of 4s, three times.
-	assert.Equal(t, 3*(14*12+3*4)*time.Second, plan.estimate(cfg))
+	// 16 load rows of 12s and 3 memory rows of 4s, three times.
+	assert.Equal(t, 3*(16*12+3*4)*time.Second, plan.estimate(cfg))
 	for _, rw := range plan.closedLoop {
 		assert.LessOrEqual(t, rw.endpoints, overheadEndpoints, rw.name)
 	}
@@ -227,6 +236,35 @@ func TestOverheadPlanEstimate(t *testing.T) {
 		assert.Equal(t, viaProxy, mr.direct, "%s: memory is the proxy's", mr.name)
 		assert.LessOrEqual(t, mr.attempts, mr.endpoints, mr.name)
 	}
+}
+
+func TestOverheadPlanServers(t *testing.T) {
+	t.Parallel()
+	plan := defaultOverheadPlan("", false)
+	for _, rows := range [][]row{plan.closedLoop, plan.openLoop} {
+		servers := map[string]string{}
+		for _, rw := range rows {
+			if rw.server != serverProxy {
+				servers[rw.name] = rw.server
+				assert.Equal(t, 1, rw.endpoints, "%s forwards to one endpoint", rw.name)
+			}
+		}
+		assert.Equal(t, map[string]string{rowNginx: serverNginx, rowHAProxy: serverHAProxy, rowCaddy: serverCaddy}, servers)
+	}
+}
+
+func TestCPUPerRequestMicros(t *testing.T) {
+	t.Parallel()
+	got, ok := cpuPerRequestMicros(wrkResult{Requests: 4000, ServerCPU: 250 * time.Millisecond, HasServerCPU: true})
+	require.True(t, ok)
+	assert.InDelta(t, 62.5, got, 1e-9)
+	_, ok = cpuPerRequestMicros(wrkResult{Requests: 4000, ServerCPU: 250 * time.Millisecond})
+	assert.False(t, ok, "not measured")
+	_, ok = cpuPerRequestMicros(wrkResult{ServerCPU: time.Second, HasServerCPU: true})
+	assert.False(t, ok, "no requests")
+	got, ok = cpuPerRequestMicros(wrkResult{Requests: 10, HasServerCPU: true})
+	require.True(t, ok, "under a tick is a figure too")
+	assert.Zero(t, got)
 }
 
 func TestOverheadPlanBaseline(t *testing.T) {

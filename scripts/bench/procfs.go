@@ -2,10 +2,14 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -107,4 +111,181 @@ func (w cpuWindow) otherCores() (float64, bool) {
 	}
 	other := (machine - w.machine) - (selfCPU() + childrenCPU() - w.own)
 	return max(float64(other)/float64(wall), 0), true
+}
+
+// procRoot is where Linux mounts the process file system; the functions that
+// read a process tree take it as an argument, so that tests give a fake one.
+const procRoot = "/proc"
+
+// procStat is what the harness reads of a /proc/PID/stat line.
+type procStat struct {
+	pid, ppid int
+	// started is the process's start time in clock ticks after boot, which
+	// tells it from a later process given the same PID.
+	started int64
+	// cpu is the user and system time of all its threads, ended ones too.
+	cpu time.Duration
+}
+
+// Fields of /proc/PID/stat, counted from 1 as proc(5) does.
+const (
+	statFieldState   = 3
+	statFieldPPID    = 4
+	statFieldUtime   = 14
+	statFieldStime   = 15
+	statFieldStarted = 22
+)
+
+// parseProcPIDStat reads a /proc/PID/stat line. The command name, in
+// parentheses, may itself hold spaces and parentheses (nginx names its
+// workers "nginx: worker process"), so the fields are counted from the last
+// ")".
+func parseProcPIDStat(line string) (procStat, error) {
+	line = strings.TrimSpace(line)
+	pidText, _, ok := strings.Cut(line, " (")
+	end := strings.LastIndex(line, ")")
+	if !ok || end < len(pidText) {
+		return procStat{}, fmt.Errorf("stat line %q: want PID (command) fields", line)
+	}
+	pid, err := strconv.Atoi(pidText)
+	if err != nil || pid <= 0 {
+		return procStat{}, fmt.Errorf("stat line %q: PID %q: want a positive number", line, pidText)
+	}
+	// rest[0] is field statFieldState.
+	rest := strings.Fields(line[end+1:])
+	if len(rest) <= statFieldStarted-statFieldState {
+		return procStat{}, fmt.Errorf("stat line %q: %d fields after the command, want at least %d",
+			line, len(rest), statFieldStarted-statFieldState+1)
+	}
+	var errs []error
+	field := func(n int) int64 {
+		text := rest[n-statFieldState]
+		v, err := strconv.ParseInt(text, 10, 64)
+		if err != nil || v < 0 {
+			errs = append(errs, fmt.Errorf("field %d %q: want a count", n, text))
+		}
+		return v
+	}
+	st := procStat{pid: pid, ppid: int(field(statFieldPPID)), started: field(statFieldStarted)}
+	st.cpu = time.Duration(field(statFieldUtime)+field(statFieldStime)) * time.Second / userHZ
+	if err := errors.Join(errs...); err != nil {
+		return procStat{}, fmt.Errorf("stat line of PID %d: %w", pid, err)
+	}
+	return st, nil
+}
+
+// errProcessGone is a process that is not, or no longer, under the proc root.
+var errProcessGone = errors.New("no such process")
+
+// readProcPIDStat reads and parses root/PID/stat; a process that has ended
+// gives errProcessGone.
+func readProcPIDStat(root string, pid int) (procStat, error) {
+	path := filepath.Join(root, strconv.Itoa(pid), "stat")
+	text, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+		return procStat{}, fmt.Errorf("%s: %w", path, errProcessGone)
+	}
+	if err != nil {
+		return procStat{}, err
+	}
+	st, err := parseProcPIDStat(string(text))
+	if err != nil {
+		return procStat{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return st, nil
+}
+
+// readProcStats reads the stat file of every process under root, leaving out
+// those that end while it reads.
+func readProcStats(root string) ([]procStat, error) {
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return nil, err
+	}
+	var stats []procStat
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid <= 0 || !e.IsDir() {
+			continue
+		}
+		st, err := readProcPIDStat(root, pid)
+		switch {
+		case errors.Is(err, errProcessGone):
+			continue
+		case err != nil:
+			return nil, err
+		}
+		stats = append(stats, st)
+	}
+	return stats, nil
+}
+
+// processKey names a process across samples: its PID and start time.
+type processKey struct {
+	pid     int
+	started int64
+}
+
+// cpuSample is the CPU time each process of a sample had used.
+type cpuSample map[processKey]time.Duration
+
+// sampleCPU reads under root the CPU time of process pid and, with tree, of
+// every process descended from it. A pid not under root gives
+// errProcessGone.
+func sampleCPU(root string, pid int, tree bool) (cpuSample, error) {
+	if !tree {
+		st, err := readProcPIDStat(root, pid)
+		if err != nil {
+			return nil, err
+		}
+		return cpuSample{{pid: st.pid, started: st.started}: st.cpu}, nil
+	}
+	stats, err := readProcStats(root)
+	if err != nil {
+		return nil, err
+	}
+	return descendantsCPU(stats, pid)
+}
+
+// descendantsCPU returns the sample of process pid and its descendants among
+// stats, or errProcessGone when pid is not among them.
+func descendantsCPU(stats []procStat, pid int) (cpuSample, error) {
+	children := make(map[int][]procStat)
+	var top *procStat
+	for i, st := range stats {
+		if st.pid == pid {
+			top = &stats[i]
+		} else {
+			children[st.ppid] = append(children[st.ppid], st)
+		}
+	}
+	if top == nil {
+		return nil, fmt.Errorf("process %d: %w", pid, errProcessGone)
+	}
+	sample := make(cpuSample)
+	queue := []procStat{*top}
+	for len(queue) > 0 {
+		st := queue[0]
+		queue = queue[1:]
+		key := processKey{pid: st.pid, started: st.started}
+		if _, seen := sample[key]; seen {
+			continue
+		}
+		sample[key] = st.cpu
+		queue = append(queue, children[st.pid]...)
+	}
+	return sample, nil
+}
+
+// cpuBetween returns the CPU time that the processes of after used since
+// before: for each, its time less its time in before, or all of it if it
+// started since. A process that ended in between counts for nothing, its
+// time since before being lost with it; a server whose processes live
+// through the run, as nginx's workers do, is counted in full.
+func cpuBetween(before, after cpuSample) time.Duration {
+	var total time.Duration
+	for key, cpu := range after {
+		total += max(cpu-before[key], 0)
+	}
+	return total
 }

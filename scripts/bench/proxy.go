@@ -111,8 +111,8 @@ func lastLine(s string) string {
 	return strings.TrimSpace(lines[len(lines)-1])
 }
 
-// proxyProcess is a running server the harness started (the proxy, nginx or
-// HAProxy); stop ends it, by its PID.
+// proxyProcess is a running server the harness started (the proxy, nginx,
+// HAProxy or Caddy); stop ends it, by its PID.
 type proxyProcess struct {
 	// name says which server it is in messages, such as "the proxy".
 	name string

@@ -326,7 +326,8 @@ func TestRunOverhead(t *testing.T) {
 			overheadWarmup: 20 * time.Millisecond, overheadInFlight: 5,
 		},
 		proxyPath: path,
-		// The test binary is wrk too; nginx and HAProxy are not installed.
+		// The test binary is wrk too; nginx, HAProxy and Caddy are not
+		// installed.
 		tools:    tools{wrk: path, dir: t.TempDir()},
 		progress: &bytes.Buffer{},
 	}
@@ -339,6 +340,7 @@ func TestRunOverhead(t *testing.T) {
 			{name: rowDirect, direct: 0},
 			serial,
 			{name: rowNginx, direct: viaProxy, server: serverNginx, endpoints: 1},
+			{name: rowCaddy, direct: viaProxy, server: serverCaddy, endpoints: 1},
 		},
 		openLoop: []row{
 			{name: rowDirect, direct: 0},
@@ -351,12 +353,20 @@ func TestRunOverhead(t *testing.T) {
 	require.NoError(t, rn.runOverhead(t.Context(), plan, &out))
 	text := out.String()
 	assert.Contains(t, text, "tools: wrk fake [epoll]")
+	assert.Contains(t, text, "; caddy not installed\n")
 	// The fake wrk sends 10 requests a run, each of which reaches an endpoint
-	// once, and no nginx to compare with.
-	assert.Regexp(t, `\| endpoint called directly \| [0-9,]+ \([0-9,]+–[0-9,]+\) \| - \| 1\.00x \| [0-9.]+x \| 1\.00 \| 1\.00 \(1\.00–1\.00\) \| 2\.00 \(2\.00–2\.00\) \| 3\.00 \(3\.00–3\.00\) \|\n`, text)
-	assert.Regexp(t, `\| proxy, serial, 1 endpoint \| [0-9,]+ \([0-9,]+–[0-9,]+\) \| - \| [0-9.]+x \| 1\.00x \| 1\.00 \|`, text)
-	assert.Contains(t, text, "| nginx, 1 endpoint | unavailable | - | - | - | - | - | - | - |\n")
+	// once, and no nginx to compare with. The server's CPU time is read where
+	// there is /proc, in whole ticks: a run of 10 requests may take none.
+	cpu := `-`
+	if haveProc() {
+		cpu = `[0-9.]+ \([0-9.]+–[0-9.]+\)`
+	}
+	assert.Regexp(t, `\| endpoint called directly \| [0-9,]+ \([0-9,]+–[0-9,]+\) \| - \| 1\.00x \| [0-9.]+x \| 1\.00 \| `+cpu+` \| 1\.00 \(1\.00–1\.00\) \| 2\.00 \(2\.00–2\.00\) \| 3\.00 \(3\.00–3\.00\) \|\n`, text)
+	assert.Regexp(t, `\| proxy, serial, 1 endpoint \| [0-9,]+ \([0-9,]+–[0-9,]+\) \| - \| [0-9.]+x \| 1\.00x \| 1\.00 \| `+cpu+` \|`, text)
+	assert.Contains(t, text, "| nginx, 1 endpoint | unavailable | - | - | - | - | - | - | - | - |\n")
 	assert.Contains(t, text, "- nginx, 1 endpoint: unavailable: nginx is not installed (apt-get install nginx)")
+	assert.Contains(t, text, "| Caddy, 1 endpoint | unavailable | - | - | - | - | - | - | - | - |\n")
+	assert.Contains(t, text, "- Caddy, 1 endpoint: unavailable: caddy is not installed (apt-get install caddy)")
 	assert.Regexp(t, `\| proxy, serial, 1 endpoint \| [0-9.]+ \([0-9.]+–[0-9.]+\) \| [0-9.]+ \([0-9.]+–[0-9.]+\) \| [0-9.]+ \([0-9.]+–[0-9.]+\) \| [-+][0-9.]+ \([-+][0-9.]+–[-+][0-9.]+\) \| 0 \|\n`, text)
 	assert.Contains(t, text, "| hedged | unavailable | - | - | - | - |\n")
 	if haveProc() {

@@ -17,13 +17,14 @@ const settleTime = 100 * time.Millisecond
 
 // row is one run of a scenario: the load generator calls one endpoint
 // directly, or a server in front of the endpoints: the proxy started with
-// proxyArgs, nginx or HAProxy.
+// proxyArgs, nginx, HAProxy or Caddy.
 type row struct {
 	name      string
 	direct    int
 	proxyArgs []string
-	// server is serverProxy (the zero value), serverNginx or serverHAProxy;
-	// nginx and HAProxy forward to the first endpoint only.
+	// server is serverProxy (the zero value), serverNginx, serverHAProxy or
+	// serverCaddy; nginx, HAProxy and Caddy forward to the first endpoint
+	// only.
 	server string
 	// endpoints is how many of the scenario's endpoints, from the first, the
 	// server is given; 0 gives it all.
@@ -129,7 +130,7 @@ func scenarios() map[string]scenario {
 type runner struct {
 	cfg       config
 	proxyPath string
-	// tools are wrk, nginx, HAProxy and redis-server, for the overhead
+	// tools are wrk, nginx, HAProxy, Caddy and redis-server, for the overhead
 	// scenario.
 	tools tools
 	// redisURL is the harness's Redis server, once started for rows that

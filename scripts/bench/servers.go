@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"os"
@@ -18,12 +19,13 @@ const (
 	serverProxy   = ""
 	serverNginx   = "nginx"
 	serverHAProxy = "haproxy"
+	serverCaddy   = "caddy"
 )
 
 // tools are the programs the overhead scenario runs besides the proxy. An
 // empty path is a program that is not installed.
 type tools struct {
-	wrk, nginx, haproxy, redis string
+	wrk, nginx, haproxy, caddy, redis string
 	// dir is a directory of the harness's own for the servers' configurations;
 	// wrkScript is the path of wrkScript in it.
 	dir       string
@@ -70,13 +72,15 @@ func serverWorkers() int {
 	return runtime.NumCPU()
 }
 
-// serverConfig is what the nginx and HAProxy configurations are made from.
+// serverConfig is what the nginx, HAProxy and Caddy configurations are made
+// from.
 type serverConfig struct {
 	// listen is the address to listen on, 127.0.0.1:port; upstream is the
 	// endpoint's, host:port.
 	listen, upstream string
 	workers          int
-	// dir holds nginx's pid file and temporary directories.
+	// dir holds nginx's pid file and temporary directories, and Caddy's
+	// storage.
 	dir string
 }
 
@@ -147,6 +151,54 @@ backend endpoint
 `, c.listen, c.upstream, c.workers)
 }
 
+// caddyIdleConns is how many idle connections to the endpoint Caddy keeps:
+// nginx's keepalive 128 rather than Caddy's default of 32, which is fewer
+// than wrk's connections, so that Caddy too forwards on warm connections.
+const caddyIdleConns = 128
+
+// caddyConfig returns a Caddy JSON configuration that forwards every request
+// to the upstream over keep-alive connections (Caddy's reverse_proxy keeps
+// them by default), loopback only, without the admin API or automatic HTTPS,
+// logging warnings only (Caddy has no access log unless asked), and saving
+// nothing outside dir: the Caddyfile of Caddy 2.6 cannot turn off the
+// autosave of the configuration to the user's home, which JSON can.
+func caddyConfig(c serverConfig) string {
+	return fmt.Sprintf(`{
+  "admin": {"disabled": true, "config": {"persist": false}},
+  "logging": {"logs": {"default": {"writer": {"output": "stderr"}, "level": "WARN"}}},
+  "storage": {"module": "file_system", "root": %[3]s},
+  "apps": {
+    "http": {
+      "grace_period": "5s",
+      "servers": {
+        "bench": {
+          "listen": [%[1]s],
+          "automatic_https": {"disable": true},
+          "routes": [{
+            "handle": [{
+              "handler": "reverse_proxy",
+              "transport": {
+                "protocol": "http",
+                "keep_alive": {"idle_timeout": "2m", "max_idle_conns": %[4]d, "max_idle_conns_per_host": %[4]d}
+              },
+              "upstreams": [{"dial": %[2]s}]
+            }]
+          }]
+        }
+      }
+    }
+  }
+}
+`, jsonString(c.listen), jsonString(c.upstream), jsonString(filepath.Join(c.dir, "data")), caddyIdleConns)
+}
+
+// jsonString returns s as a JSON string, quoted.
+func jsonString(s string) string {
+	// Marshalling a string cannot fail: invalid UTF-8 becomes U+FFFD.
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
 // hostPort returns the host:port of an endpoint's base URL.
 func hostPort(baseURL string) (string, error) {
 	u, err := url.Parse(baseURL)
@@ -181,6 +233,16 @@ func haproxySpec(t tools, upstreamURL string) (serverSpec, error) {
 		name: "HAProxy", pkg: "haproxy", path: t.haproxy, dir: filepath.Join(t.dir, "haproxy"), file: "haproxy.cfg",
 		config: haproxyConfig,
 		args:   func(_, conf string) []string { return []string{"-f", conf, "-db"} },
+	}, upstreamURL)
+}
+
+// caddySpec starts Caddy in the foreground (caddy run) with a JSON
+// configuration written to t.dir/caddy; it stops on SIGTERM to its PID.
+func caddySpec(t tools, upstreamURL string) (serverSpec, error) {
+	return configuredSpec(configured{
+		name: "Caddy", pkg: "caddy", path: t.caddy, dir: filepath.Join(t.dir, "caddy"), file: "caddy.json",
+		config: caddyConfig,
+		args:   func(_, conf string) []string { return []string{"run", "--config", conf} },
 	}, upstreamURL)
 }
 
@@ -277,6 +339,8 @@ func (rn *runner) startServer(ctx context.Context, rw row, eps []*endpoint) (*pr
 		spec, err = nginxSpec(rn.tools, urls[0])
 	case serverHAProxy:
 		spec, err = haproxySpec(rn.tools, urls[0])
+	case serverCaddy:
+		spec, err = caddySpec(rn.tools, urls[0])
 	default:
 		err = fmt.Errorf("unknown server %q", rw.server)
 	}
@@ -294,7 +358,7 @@ func describeTools(ctx context.Context, t tools) string {
 			return name + " not installed"
 		}
 		if v := toolVersion(ctx, path, args...); v != "" {
-			return v
+			return namedVersion(name, v)
 		}
 		return path
 	}
@@ -302,5 +366,16 @@ func describeTools(ctx context.Context, t tools) string {
 		describe("wrk", t.wrk, "-v"),
 		describe("nginx", t.nginx, "-v"),
 		describe("haproxy", t.haproxy, "-v"),
+		describe("caddy", t.caddy, "version"),
 	}, "; ")
+}
+
+// namedVersion returns the version line a tool printed, led by the tool's
+// name if it does not say it: "caddy version" prints only "v2.6.2" and, in
+// an official build, a module hash, which is left out.
+func namedVersion(name, line string) string {
+	if strings.Contains(strings.ToLower(line), strings.ToLower(name)) {
+		return line
+	}
+	return name + " " + strings.Fields(line)[0]
 }

@@ -1,6 +1,10 @@
 package main
 
 import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -65,6 +69,70 @@ func TestHAProxyConfig(t *testing.T) {
 	}
 }
 
+func TestCaddyConfig(t *testing.T) {
+	t.Parallel()
+	text := caddyConfig(serverConfig{listen: "127.0.0.1:18001", upstream: "127.0.0.1:18002", workers: 2, dir: "/tmp/b \"c\"/caddy"})
+	var got struct {
+		Admin struct {
+			Disabled bool
+			Config   struct{ Persist *bool }
+		}
+		Logging struct {
+			Logs map[string]struct{ Level string }
+		}
+		Storage struct{ Module, Root string }
+		Apps    struct {
+			HTTP struct {
+				Servers map[string]struct {
+					Listen         []string
+					AutomaticHTTPS struct{ Disable bool } `json:"automatic_https"`
+					Logs           any
+					Routes         []struct {
+						Handle []struct {
+							Handler   string
+							Transport struct {
+								Protocol  string
+								KeepAlive struct {
+									MaxIdleConnsPerHost int `json:"max_idle_conns_per_host"`
+								} `json:"keep_alive"`
+							}
+							Upstreams []struct{ Dial string }
+						}
+					}
+				}
+			}
+		}
+	}
+	require.NoError(t, json.Unmarshal([]byte(text), &got), text)
+	assert.True(t, got.Admin.Disabled, "no admin API")
+	require.NotNil(t, got.Admin.Config.Persist)
+	assert.False(t, *got.Admin.Config.Persist, "no autosave to the home directory")
+	assert.Equal(t, "WARN", got.Logging.Logs["default"].Level)
+	assert.Equal(t, "/tmp/b \"c\"/caddy/data", got.Storage.Root, "quoted")
+	require.Len(t, got.Apps.HTTP.Servers, 1)
+	for _, server := range got.Apps.HTTP.Servers {
+		assert.Equal(t, []string{"127.0.0.1:18001"}, server.Listen, "loopback only")
+		assert.True(t, server.AutomaticHTTPS.Disable)
+		assert.Nil(t, server.Logs, "no access log")
+		require.Len(t, server.Routes, 1)
+		require.Len(t, server.Routes[0].Handle, 1)
+		h := server.Routes[0].Handle[0]
+		assert.Equal(t, "reverse_proxy", h.Handler)
+		assert.Equal(t, "http", h.Transport.Protocol)
+		assert.Equal(t, caddyIdleConns, h.Transport.KeepAlive.MaxIdleConnsPerHost)
+		require.Len(t, h.Upstreams, 1)
+		assert.Equal(t, "127.0.0.1:18002", h.Upstreams[0].Dial)
+	}
+}
+
+func TestNamedVersion(t *testing.T) {
+	t.Parallel()
+	assert.Equal(t, "nginx version: nginx/1.22.1", namedVersion("nginx", "nginx version: nginx/1.22.1"))
+	assert.Equal(t, "HAProxy version 2.6.12-1 2023/04/01", namedVersion("haproxy", "HAProxy version 2.6.12-1 2023/04/01"))
+	assert.Equal(t, "caddy 2.6.2", namedVersion("caddy", "2.6.2"))
+	assert.Equal(t, "caddy v2.7.6", namedVersion("caddy", "v2.7.6 h1:w0NymbG2m9PcvKWsrXO6EEkY9Ru4FJK8uQbYcev1p3A="))
+}
+
 func TestHostPort(t *testing.T) {
 	t.Parallel()
 	got, err := hostPort("http://127.0.0.1:18002")
@@ -115,6 +183,16 @@ func TestServerSpecs(t *testing.T) {
 			wantFile: "haproxy/haproxy.cfg",
 			wantLine: "bind 127.0.0.1:18001",
 		},
+		{
+			name:  "caddy",
+			spec:  caddySpec,
+			tools: tools{caddy: "/usr/bin/caddy"},
+			wantArgs: func(dir string) []string {
+				return []string{"run", "--config", filepath.Join(dir, "caddy", "caddy.json")}
+			},
+			wantFile: "caddy/caddy.json",
+			wantLine: `"listen": ["127.0.0.1:18001"],`,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -156,4 +234,46 @@ func TestLastLine(t *testing.T) {
 		"[ALERT]    (24824) : [haproxy.main()] Cannot raise FD limit to 20017, limit is 20000.\n\n"
 	assert.Equal(t, "[ALERT]    (24824) : [haproxy.main()] Cannot raise FD limit to 20017, limit is 20000.", lastLine(haproxy))
 	assert.Empty(t, lastLine(""))
+}
+
+// TestInstalledServers starts each server that is installed in front of an
+// endpoint, checks that it forwards, and that its CPU sample holds its
+// processes: nginx's master and its workers.
+func TestInstalledServers(t *testing.T) {
+	if testing.Short() || !haveProc() {
+		t.Skip("starts real servers and reads /proc")
+	}
+	e := startedEndpoint(t, Model{})
+	tl := tools{nginx: lookTool("nginx", true), haproxy: lookTool("haproxy", true), caddy: lookTool("caddy", true), dir: t.TempDir()}
+	for _, tt := range []struct {
+		server    string
+		processes int
+	}{
+		{server: serverNginx, processes: 1 + serverWorkers()},
+		{server: serverHAProxy, processes: 1},
+		{server: serverCaddy, processes: 1},
+	} {
+		t.Run(tt.server, func(t *testing.T) {
+			rn := &runner{tools: tl}
+			server, err := rn.startServer(t.Context(), row{server: tt.server, endpoints: 1}, []*endpoint{e})
+			var unavailable *UnavailableError
+			if errors.As(err, &unavailable) {
+				t.Skip(unavailable.Line)
+			}
+			require.NoError(t, err)
+			defer server.stop()
+			before := e.received.Load()
+			resp, err := http.Get(server.URL() + "/bench")
+			require.NoError(t, err)
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			assert.Equal(t, http.StatusOK, resp.StatusCode)
+			assert.Equal(t, before+1, e.received.Load(), "forwarded to the endpoint")
+			sample, err := cpuTargetOf(server).sample()
+			require.NoError(t, err)
+			assert.Len(t, sample, tt.processes)
+			server.stop()
+			assert.True(t, server.hasExited(), "stopped by its PID")
+		})
+	}
 }

@@ -54,6 +54,10 @@ type wrkResult struct {
 	// Upstream counts the requests the endpoints received during the run,
 	// set by the harness.
 	Upstream int64
+	// ServerCPU is the CPU time the server under test used during the run,
+	// set by the harness when HasServerCPU.
+	ServerCPU    time.Duration
+	HasServerCPU bool
 }
 
 // errors counts the run's failed requests of every kind.
