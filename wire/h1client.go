@@ -298,10 +298,6 @@ func (c *h1Conn) exchange(ctx context.Context, req *http.Request) (*http.Respons
 	x := &answer{conn: c, stop: stop, ctx: ctx}
 	f, idleEnd, err := c.heads.readResponse(req.Method, &x.resp)
 	if err != nil {
-		if errors.Is(err, ErrAmbiguousFraming) {
-			// The connection is closed at once, as framingConn does.
-			err = ErrAmbiguousFraming
-		}
 		return fail(&failure{err: err, wrote: true, idleEnd: idleEnd})
 	}
 	x.resp.Request = req
@@ -313,7 +309,7 @@ func (c *h1Conn) exchange(ctx context.Context, req *http.Request) (*http.Respons
 		x.resp.Body = http.NoBody
 		x.release(true)
 	case chunkedBody:
-		x.chunks = newChunkedReader(c.br)
+		x.chunks = httputil.NewChunkedReader(c.br)
 		x.resp.Body = &x.body
 	default:
 		x.resp.Body = &x.body
@@ -324,7 +320,7 @@ func (c *h1Conn) exchange(ctx context.Context, req *http.Request) (*http.Respons
 // encode writes req into c.out as Go's Transport would write it, but for
 // the order of its header fields, which it leaves as they come.
 func (c *h1Conn) encode(req *http.Request) error {
-	if !validMethod(req.Method) {
+	if !isToken(req.Method) {
 		return fmt.Errorf("net/http: invalid method %q", req.Method)
 	}
 	host := req.Host
@@ -355,7 +351,7 @@ func (c *h1Conn) encode(req *http.Request) error {
 		b = append(b, "Connection: close\r\n"...)
 	}
 	for name, values := range req.Header {
-		if !validFieldName(name) {
+		if !isToken(name) {
 			return fmt.Errorf("net/http: invalid header field name %q", name)
 		}
 		switch name {
@@ -429,18 +425,14 @@ func sendsContentLength(req *http.Request) bool {
 	return false
 }
 
-// validMethod reports whether method is a token.
-func validMethod(method string) bool {
-	return validFieldName(method)
-}
-
-// validFieldName reports whether name is a token, as a field name must be.
-func validFieldName(name string) bool {
-	if name == "" {
+// isToken reports whether s is a token, as a method and a field name must
+// be.
+func isToken(s string) bool {
+	if s == "" {
 		return false
 	}
-	for i := range len(name) {
-		if !tokenByte(name[i]) {
+	for i := range len(s) {
+		if !tokenByte(s[i]) {
 			return false
 		}
 	}
@@ -468,7 +460,8 @@ type answer struct {
 	stop    func() bool
 	framing framing
 	// remaining counts the bytes left of a Content-Length body; chunks
-	// reads a chunked one. Only the body's reader uses them.
+	// reads a chunked one, with the code of Go's Transport. Only the body's
+	// reader uses them.
 	remaining int64
 	chunks    io.Reader
 	// released is set once the answer let go of its connection: put it
@@ -572,12 +565,6 @@ func (b answerBody) Close() error {
 	x.end(http.ErrBodyReadAfterClose)
 	x.release(false)
 	return nil
-}
-
-// newChunkedReader reads a chunked body from br as Go's Transport does, with
-// the same code.
-func newChunkedReader(br *bufio.Reader) io.Reader {
-	return httputil.NewChunkedReader(br)
 }
 
 // errTrailerEOF is the failure of a trailer section cut short.

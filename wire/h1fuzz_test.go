@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httputil"
 	"testing"
 
 	"balancing-reverse-proxy/internal/faults"
@@ -59,7 +60,7 @@ func readAsOwn(raw []byte, method string) (parsed, framing, error) {
 	x.framing, x.remaining = f, f.length
 	x.resp.Body = http.NoBody
 	if f.body == chunkedBody {
-		x.chunks = newChunkedReader(x.conn.br)
+		x.chunks = httputil.NewChunkedReader(x.conn.br)
 	}
 	if f.body != noBody {
 		x.resp.Body = io.NopCloser(readerFunc(x.read))

@@ -43,9 +43,10 @@ type Options struct {
 	// MaxIdlePerHost is how many idle connections are kept per endpoint. If
 	// zero, Go's default (2).
 	MaxIdlePerHost int
-	// MaxResponseHeaderBytes caps a response head (its status line and
-	// header fields; each 1xx head on its own); a larger one fails the
-	// attempt. If zero, DefaultMaxResponseHeaderBytes.
+	// MaxResponseHeaderBytes caps the heads of a response (status lines
+	// and header fields, any 1xx heads before it included, as Go's Transport
+	// counts them); larger ones fail the attempt. If zero,
+	// DefaultMaxResponseHeaderBytes.
 	MaxResponseHeaderBytes int64
 	// MaxResponseHeaders caps the header fields of a response (each line
 	// counts, a repeated name too); more fail the attempt. If zero, there is
