@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/textproto"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,8 +23,8 @@ import (
 )
 
 // h1Client is the proxy's own HTTP/1.1 client, for the requests that are
-// nearly all of the traffic: to http:// endpoints, with no body or a small
-// one in memory. Go's Transport hands each request and its answer between
+// nearly all of the traffic: to http:// endpoints and to https:// ones that
+// negotiate HTTP/1.1, with no body or a small one in memory. Go's Transport hands each request and its answer between
 // the caller and two goroutines per connection; this writes the request and
 // reads the answer on the caller's goroutine, head and body in one write,
 // and reads the head in one pass that checks its framing too. Connections
@@ -31,17 +33,28 @@ import (
 // something to say while idle.
 type h1Client struct {
 	dialer *net.Dialer
+	// tls configures TLS to https:// endpoints (see Options.TLS); http2
+	// has the ones that negotiate HTTP/2, which are Go's to speak.
+	tls   *tls.Config
+	http2 *alpnRecord
 	// maxHeadBytes and maxFields cap response heads (see Options).
 	maxHeadBytes, maxFields int
 	// maxIdle is how many idle connections are kept per endpoint.
 	maxIdle int
 
 	mu sync.Mutex
-	// idle has the idle connections by address, the most recent last.
-	idle map[string][]*h1Conn
+	// idle has the idle connections by endpoint, the most recent last.
+	idle map[poolKey][]*h1Conn
 	// sweep closes the connections idle for longer than idleTimeout; it is
 	// set while there are idle connections.
 	sweep *time.Timer
+}
+
+// poolKey names the connections to one endpoint: its host and port, and
+// whether they are TLS.
+type poolKey struct {
+	address string
+	tls     bool
 }
 
 // idleTimeout is how long a connection may stay idle, as in Go's Transport.
@@ -51,18 +64,21 @@ const idleTimeout = 90 * time.Second
 // with its head, so it holds both in memory.
 const maxInlineBody = 64 << 10
 
-// newH1Client returns a client with the caps of opts.
-func newH1Client(dialer *net.Dialer, opts Options, maxHeadBytes int64) *h1Client {
+// newH1Client returns a client with the caps and the TLS of opts, which
+// notes in http2 the endpoints that negotiate HTTP/2.
+func newH1Client(dialer *net.Dialer, opts Options, maxHeadBytes int64, http2 *alpnRecord) *h1Client {
 	maxIdle := opts.MaxIdlePerHost
 	if maxIdle == 0 {
 		maxIdle = http.DefaultMaxIdleConnsPerHost
 	}
 	return &h1Client{
 		dialer:       dialer,
+		tls:          opts.TLS,
+		http2:        http2,
 		maxHeadBytes: int(maxHeadBytes),
 		maxFields:    opts.MaxResponseHeaders,
 		maxIdle:      maxIdle,
-		idle:         make(map[string][]*h1Conn),
+		idle:         make(map[poolKey][]*h1Conn),
 	}
 }
 
@@ -72,11 +88,21 @@ type inMemory interface {
 	Len() int
 }
 
-// takes reports whether the client carries req: plain HTTP/1.1 with no
+// takes reports whether the client carries req: HTTP/1.1 (to an http://
+// endpoint, or an https:// one not known to negotiate HTTP/2) with no
 // upgrade, no 100-continue and no trailers, whose body, if any, is in memory
 // and small.
-func takes(req *http.Request) bool {
-	if req.URL.Scheme != "http" || len(req.Trailer) > 0 || req.Header.Get("Upgrade") != "" || req.Header.Get("Expect") != "" {
+func (c *h1Client) takes(req *http.Request) bool {
+	switch req.URL.Scheme {
+	case "http":
+	case "https":
+		if c.http2.has(endpointAddress(req)) {
+			return false
+		}
+	default:
+		return false
+	}
+	if len(req.Trailer) > 0 || req.Header.Get("Upgrade") != "" || req.Header.Get("Expect") != "" {
 		return false
 	}
 	if req.Body == nil || req.Body == http.NoBody {
@@ -86,15 +112,24 @@ func takes(req *http.Request) bool {
 	return ok && req.ContentLength >= 0 && req.ContentLength <= maxInlineBody && int64(body.Len()) == req.ContentLength
 }
 
+// errSpeaksHTTP2 is the failure of a request, not sent, to an https://
+// endpoint that turned out to negotiate HTTP/2.
+var errSpeaksHTTP2 = errors.New("the endpoint negotiated HTTP/2")
+
 // roundTrip sends req, which takes accepted, and reads its answer's head.
+// It fails with errSpeaksHTTP2, and nothing sent, when the endpoint
+// negotiates HTTP/2.
 func (c *h1Client) roundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	if err := ctx.Err(); err != nil {
 		return nil, &notSentError{err: err}
 	}
-	address := endpointAddress(req)
+	key := poolKey{address: endpointAddress(req), tls: req.URL.Scheme == "https"}
 	for retried := false; ; retried = true {
-		conn, err := c.get(ctx, address)
+		conn, err := c.get(ctx, key)
+		if err == errSpeaksHTTP2 {
+			return nil, err
+		}
 		if err != nil {
 			return nil, &notSentError{err: ctxErr(ctx, err)}
 		}
@@ -134,6 +169,9 @@ func endpointAddress(req *http.Request) string {
 	if req.URL.Port() != "" {
 		return req.URL.Host
 	}
+	if req.URL.Scheme == "https" {
+		return net.JoinHostPort(req.URL.Hostname(), "443")
+	}
 	return net.JoinHostPort(req.URL.Hostname(), "80")
 }
 
@@ -146,37 +184,80 @@ func ctxErr(ctx context.Context, err error) error {
 	return err
 }
 
-// get returns an idle connection to address that is fit for reuse, or a new
-// one.
-func (c *h1Client) get(ctx context.Context, address string) (*h1Conn, error) {
+// get returns an idle connection to the endpoint of key that is fit for
+// reuse, or a new one.
+func (c *h1Client) get(ctx context.Context, key poolKey) (*h1Conn, error) {
 	now := time.Now()
 	for {
 		c.mu.Lock()
-		conns := c.idle[address]
+		conns := c.idle[key]
 		if len(conns) == 0 {
 			c.mu.Unlock()
 			break
 		}
 		conn := conns[len(conns)-1]
 		conns[len(conns)-1] = nil
-		c.idle[address] = conns[:len(conns)-1]
+		c.idle[key] = conns[:len(conns)-1]
 		c.mu.Unlock()
 		// A connection with something to read while idle is one the
 		// endpoint closed, or one with bytes no request asked for.
-		if now.Sub(conn.idleSince) < idleTimeout && !readable(conn.Conn) {
+		if now.Sub(conn.idleSince) < idleTimeout && quiet(conn.Conn) {
 			conn.reused = true
 			return conn, nil
 		}
 		conn.Close()
 	}
-	raw, err := c.dialer.DialContext(ctx, "tcp", address)
+	raw, err := c.dialer.DialContext(ctx, "tcp", key.address)
 	if err != nil {
 		return nil, err
 	}
-	conn := &h1Conn{Conn: raw, client: c, address: address, br: bufio.NewReaderSize(raw, 4<<10)}
+	conn := &h1Conn{Conn: raw, raw: raw, client: c, key: key}
+	if key.tls {
+		secure, err := handshake(ctx, raw, c.tls, key.address, "h2", "http/1.1")
+		if err != nil {
+			return nil, err
+		}
+		speaksHTTP2 := secure.ConnectionState().NegotiatedProtocol == "h2"
+		c.http2.note(key.address, speaksHTTP2)
+		if speaksHTTP2 {
+			raw.Close()
+			return nil, errSpeaksHTTP2
+		}
+		conn.Conn = secure
+	}
+	conn.br = bufio.NewReaderSize(conn.Conn, 4<<10)
 	conn.heads = headReader{br: conn.br, maxBytes: c.maxHeadBytes, maxFields: c.maxFields}
 	conn.abortFunc = conn.abort
 	return conn, nil
+}
+
+// quiet reports whether conn, an idle connection, has nothing to give: no
+// bytes, no end and no error, in TLS's buffers (see tlsQuiet) or in the
+// socket's (see readable).
+func quiet(conn net.Conn) bool {
+	if secure, ok := conn.(*tls.Conn); ok {
+		if !tlsQuiet(secure) {
+			return false
+		}
+		conn = secure.NetConn()
+	}
+	return !readable(conn)
+}
+
+// longAgo is a deadline that has passed.
+var longAgo = time.Unix(1, 0)
+
+// tlsQuiet reports whether conn holds nothing that a read would give: TLS
+// keeps what it read of the socket past the answer, as records or their
+// plain text, where neither the answer's reader nor the socket can show it.
+// A read with a deadline passed gets that, and no more.
+func tlsQuiet(conn *tls.Conn) bool {
+	if conn.SetReadDeadline(longAgo) != nil {
+		return false
+	}
+	var b [1]byte
+	_, err := conn.Read(b[:])
+	return errors.Is(err, os.ErrDeadlineExceeded) && conn.SetReadDeadline(time.Time{}) == nil
 }
 
 // put keeps conn for the next request to its endpoint, or closes it when
@@ -185,13 +266,13 @@ func (c *h1Client) put(conn *h1Conn) {
 	conn.idleSince = time.Now()
 	conn.reused = false
 	c.mu.Lock()
-	conns := c.idle[conn.address]
+	conns := c.idle[conn.key]
 	if len(conns) >= c.maxIdle {
 		c.mu.Unlock()
 		conn.Close()
 		return
 	}
-	c.idle[conn.address] = append(conns, conn)
+	c.idle[conn.key] = append(conns, conn)
 	if c.sweep == nil {
 		c.sweep = time.AfterFunc(idleTimeout, c.closeExpired)
 	}
@@ -205,7 +286,7 @@ func (c *h1Client) closeExpired() {
 	var expired []*h1Conn
 	c.mu.Lock()
 	left := 0
-	for address, conns := range c.idle {
+	for key, conns := range c.idle {
 		kept := conns[:0]
 		for _, conn := range conns {
 			if now.Sub(conn.idleSince) >= idleTimeout {
@@ -215,7 +296,7 @@ func (c *h1Client) closeExpired() {
 			}
 		}
 		clear(conns[len(kept):])
-		c.idle[address] = kept
+		c.idle[key] = kept
 		left += len(kept)
 	}
 	c.sweep = nil
@@ -232,7 +313,7 @@ func (c *h1Client) closeExpired() {
 func (c *h1Client) closeIdle() {
 	c.mu.Lock()
 	idle := c.idle
-	c.idle = make(map[string][]*h1Conn)
+	c.idle = make(map[poolKey][]*h1Conn)
 	if c.sweep != nil {
 		c.sweep.Stop()
 		c.sweep = nil
@@ -245,13 +326,15 @@ func (c *h1Client) closeIdle() {
 	}
 }
 
-// h1Conn is a connection of h1Client's, carrying one request at a time.
+// h1Conn is a connection of h1Client's, carrying one request at a time:
+// Conn is TLS over raw, or raw itself.
 type h1Conn struct {
 	net.Conn
-	client  *h1Client
-	address string
-	br      *bufio.Reader
-	heads   headReader
+	raw    net.Conn
+	client *h1Client
+	key    poolKey
+	br     *bufio.Reader
+	heads  headReader
 	// out is the request being written, head and body; kept from one
 	// request to the next.
 	out []byte
@@ -268,11 +351,16 @@ type h1Conn struct {
 // connection (as framingConn.Close does, and for the same reasons), which
 // ends any read or write on it.
 func (c *h1Conn) abort() {
-	if tcp, ok := tcpConn(c.Conn); ok {
+	if tcp, ok := c.raw.(*net.TCPConn); ok {
 		_ = tcp.SetLinger(0)
 	}
-	c.Conn.Close()
+	c.raw.Close()
 }
+
+// Close closes the connection without TLS's closing alert, which could wait
+// on an endpoint that does not read: HTTP/1.1 frames each answer, so no
+// answer needs the alert to be whole.
+func (c *h1Conn) Close() error { return c.raw.Close() }
 
 // failure is why an exchange failed, and how far it got.
 type failure struct {

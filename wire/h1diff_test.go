@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -14,6 +15,7 @@ import (
 
 	"balancing-reverse-proxy/internal/faults"
 	"balancing-reverse-proxy/internal/rawendpoint"
+	"balancing-reverse-proxy/internal/testcert"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -107,10 +109,11 @@ type memoryBody struct{ *bytes.Reader }
 func (memoryBody) Close() error { return nil }
 
 // exchangeThrough sends the request and the one after it through transport
-// to an endpoint that answers with f, and returns what the caller got.
-func exchangeThrough(t *testing.T, transport *Transport, method, target string, header http.Header, body string, f faults.Fault) clientView {
+// to an endpoint that answers with f (over TLS with secure, if not nil), and
+// returns what the caller got.
+func exchangeThrough(t *testing.T, transport *Transport, secure *tls.Config, method, target string, header http.Header, body string, f faults.Fault) clientView {
 	t.Helper()
-	e := faults.Serve(t, f)
+	e := faults.ServeTLS(t, f, secure)
 	defer transport.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	defer cancel()
@@ -126,7 +129,7 @@ func exchangeThrough(t *testing.T, transport *Transport, method, target string, 
 		req.Header[name] = values
 	}
 	if transport.fast != nil {
-		require.True(t, takes(req), "the request goes through the proxy's own client")
+		require.True(t, transport.fast.takes(req), "the request goes through the proxy's own client")
 	}
 	var view clientView
 	resp, err := transport.RoundTrip(req)
@@ -161,7 +164,7 @@ func exchangeThrough(t *testing.T, transport *Transport, method, target string, 
 	}
 	view.Connections = e.Connections()
 	// Each transport has an endpoint of its own.
-	view.Seen.Host = strings.Replace(view.Seen.Host, strings.TrimPrefix(e.URL, "http://"), "endpoint", 1)
+	view.Seen.Host = strings.Replace(view.Seen.Host, e.URL[strings.Index(e.URL, "://")+3:], "endpoint", 1)
 	return view
 }
 
@@ -175,19 +178,30 @@ func referenceTransport(opts Options) *Transport {
 
 func TestOwnClientAnswersAsGoTransportDoes(t *testing.T) {
 	t.Parallel()
-	opts := Options{MaxIdlePerHost: 2, MaxResponseHeaders: 30, MaxResponseHeaderBytes: 4 << 10}
+	cert := testcert.New(t)
+	// An endpoint that offers no protocol by ALPN speaks HTTP/1.1.
+	secure := &tls.Config{Certificates: []tls.Certificate{cert.TLS}}
 	answers := append(append(append([]faults.Fault{}, faults.BeforeAnswer...), faults.InAnswer...), headVariants...)
-	for _, r := range recordedRequests {
-		t.Run(r.name, func(t *testing.T) {
+	for _, over := range []struct {
+		name   string
+		secure *tls.Config
+	}{{"plain", nil}, {"TLS", secure}} {
+		t.Run(over.name, func(t *testing.T) {
 			t.Parallel()
-			for _, f := range answers {
-				t.Run(f.Name, func(t *testing.T) {
+			opts := Options{MaxIdlePerHost: 2, MaxResponseHeaders: 30, MaxResponseHeaderBytes: 4 << 10, TLS: &tls.Config{RootCAs: cert.Pool}}
+			for _, r := range recordedRequests {
+				t.Run(r.name, func(t *testing.T) {
 					t.Parallel()
-					own := New(opts)
-					require.NotNil(t, own.fast)
-					want := exchangeThrough(t, referenceTransport(opts), r.method, r.target, r.header, r.body, f)
-					got := exchangeThrough(t, own, r.method, r.target, r.header, r.body, f)
-					assert.Equal(t, want, got)
+					for _, f := range answers {
+						t.Run(f.Name, func(t *testing.T) {
+							t.Parallel()
+							own := New(opts)
+							require.NotNil(t, own.fast)
+							want := exchangeThrough(t, referenceTransport(opts), over.secure, r.method, r.target, r.header, r.body, f)
+							got := exchangeThrough(t, own, over.secure, r.method, r.target, r.header, r.body, f)
+							assert.Equal(t, want, got)
+						})
+					}
 				})
 			}
 		})

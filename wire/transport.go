@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"balancing-reverse-proxy/endpoints"
@@ -96,11 +97,13 @@ func New(opts Options) *Transport {
 	}
 	http1 := newTransport()
 	// TLS is dialled here rather than by Go's Transport, so that HTTP/1 is
-	// followed above TLS, not below it; HTTP/2 is Go's to speak.
-	http1.DialTLSContext = dialTLS(dialer, opts.TLS, "h2", "http/1.1")
+	// followed above TLS, not below it; HTTP/2 is Go's to speak. Which
+	// endpoints speak it, both clients note.
+	http2 := new(alpnRecord)
+	http1.DialTLSContext = dialTLS(dialer, opts.TLS, http2, "h2", "http/1.1")
 	http1.ForceAttemptHTTP2 = true
 	upgrades := newTransport()
-	upgrades.DialTLSContext = dialTLS(dialer, opts.TLS, "http/1.1")
+	upgrades.DialTLSContext = dialTLS(dialer, opts.TLS, nil, "http/1.1")
 	// HTTP/2 frames are not HTTP/1 heads to follow, and one connection
 	// carries many streams, so h2c connections are dialled plain.
 	h2c := newTransport()
@@ -108,7 +111,7 @@ func New(opts Options) *Transport {
 	h2c.Protocols = new(http.Protocols)
 	h2c.Protocols.SetUnencryptedHTTP2(true)
 	return &Transport{
-		fast:  newH1Client(dialer, opts, maxHeaderBytes),
+		fast:  newH1Client(dialer, opts, maxHeaderBytes, http2),
 		http1: http1, h2c: h2c, upgrades: upgrades,
 		maxHeaders: opts.MaxResponseHeaders,
 	}
@@ -116,39 +119,75 @@ func New(opts Options) *Transport {
 
 // dialTLS returns a dial for https:// endpoints that offers protocols by
 // ALPN: a connection that negotiated HTTP/2 is returned as the *tls.Conn Go's
-// Transport needs to speak it, any other wrapped so that it can be followed
-// it.
-func dialTLS(dialer *net.Dialer, config *tls.Config, protocols ...string) func(ctx context.Context, network, address string) (net.Conn, error) {
+// Transport needs to speak it, any other wrapped so that it can be followed.
+// With http2 set, it notes there whether the endpoint negotiated HTTP/2.
+func dialTLS(dialer *net.Dialer, config *tls.Config, http2 *alpnRecord, protocols ...string) func(ctx context.Context, network, address string) (net.Conn, error) {
 	return func(ctx context.Context, network, address string) (net.Conn, error) {
 		raw, err := dialer.DialContext(ctx, network, address)
 		if err != nil {
 			return nil, err
 		}
-		host, _, err := net.SplitHostPort(address)
+		conn, err := handshake(ctx, raw, config, address, protocols...)
 		if err != nil {
-			raw.Close()
 			return nil, err
 		}
-		cfg := &tls.Config{}
-		if config != nil {
-			cfg = config.Clone()
+		speaksHTTP2 := conn.ConnectionState().NegotiatedProtocol == "h2"
+		if http2 != nil {
+			http2.note(address, speaksHTTP2)
 		}
-		if cfg.ServerName == "" {
-			cfg.ServerName = host
-		}
-		cfg.NextProtos = protocols
-		conn := tls.Client(raw, cfg)
-		handshakeCtx, cancel := context.WithTimeout(ctx, tlsHandshakeTimeout)
-		err = conn.HandshakeContext(handshakeCtx)
-		cancel()
-		if err != nil {
-			raw.Close()
-			return nil, err
-		}
-		if conn.ConnectionState().NegotiatedProtocol == "h2" {
+		if speaksHTTP2 {
 			return conn, nil
 		}
 		return &framingConn{Conn: conn}, nil
+	}
+}
+
+// handshake makes raw, a connection to address, a TLS one by config (the
+// system's roots if nil, the address's host as the server name unless it
+// names one), offering protocols by ALPN, within tlsHandshakeTimeout. It
+// closes raw when that fails.
+func handshake(ctx context.Context, raw net.Conn, config *tls.Config, address string, protocols ...string) (*tls.Conn, error) {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		raw.Close()
+		return nil, err
+	}
+	cfg := &tls.Config{}
+	if config != nil {
+		cfg = config.Clone()
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = host
+	}
+	cfg.NextProtos = protocols
+	conn := tls.Client(raw, cfg)
+	handshakeCtx, cancel := context.WithTimeout(ctx, tlsHandshakeTimeout)
+	err = conn.HandshakeContext(handshakeCtx)
+	cancel()
+	if err != nil {
+		raw.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
+// alpnRecord has the https:// endpoints (by host and port) that negotiated
+// HTTP/2 the last time a connection to them was made.
+type alpnRecord struct{ http2 sync.Map }
+
+// has reports whether address negotiated HTTP/2.
+func (r *alpnRecord) has(address string) bool {
+	_, ok := r.http2.Load(address)
+	return ok
+}
+
+// note records whether address negotiated HTTP/2, writing only a change.
+func (r *alpnRecord) note(address string, speaksHTTP2 bool) {
+	switch {
+	case speaksHTTP2 && !r.has(address):
+		r.http2.Store(address, struct{}{})
+	case !speaksHTTP2 && r.has(address):
+		r.http2.Delete(address)
 	}
 }
 
@@ -160,8 +199,12 @@ func dialTLS(dialer *net.Dialer, config *tls.Config, protocols ...string) func(c
 // has more header fields than the cap (ErrResponseHeaders) is closed and
 // fails.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if t.fast != nil && takes(req) {
-		return t.fast.roundTrip(req)
+	if t.fast != nil && t.fast.takes(req) {
+		resp, err := t.fast.roundTrip(req)
+		if err != errSpeaksHTTP2 {
+			return resp, err
+		}
+		// Nothing was sent: Go's Transport speaks HTTP/2 to it.
 	}
 	watch, ctx := newWatch(req.Context(), req.Method)
 	sent := req.WithContext(ctx)

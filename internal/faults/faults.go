@@ -6,6 +6,7 @@ package faults
 
 import (
 	"bufio"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -79,7 +80,8 @@ const CleanReply = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nclean"
 // request of its first connection with a fault and every other request with
 // CleanReply.
 type Endpoint struct {
-	// URL is the endpoint's base URL, http://127.0.0.1:port.
+	// URL is the endpoint's base URL, http://127.0.0.1:port (https://
+	// over TLS).
 	URL string
 	// Faulted is closed once the fault was sent (for a refusing endpoint, at
 	// once); First then has the faulty request as the endpoint read it.
@@ -106,6 +108,13 @@ func (e *Endpoint) Reused() bool { return e.reused.Load() }
 // when the test ends.
 func Serve(tb testing.TB, f Fault) *Endpoint {
 	tb.Helper()
+	return ServeTLS(tb, f, nil)
+}
+
+// ServeTLS is Serve over TLS with config (its certificates, and the
+// protocols it offers by ALPN), or without TLS if config is nil.
+func ServeTLS(tb testing.TB, f Fault, config *tls.Config) *Endpoint {
+	tb.Helper()
 	e := &Endpoint{Faulted: make(chan struct{})}
 	if f.Refuse {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -113,11 +122,14 @@ func Serve(tb testing.TB, f Fault) *Endpoint {
 			tb.Fatal(err)
 		}
 		e.URL = "http://" + ln.Addr().String()
+		if config != nil {
+			e.URL = "https://" + ln.Addr().String()
+		}
 		ln.Close()
 		close(e.Faulted)
 		return e
 	}
-	e.raw = rawendpoint.Handle(tb, nil, func(conn net.Conn, number int32, _ <-chan struct{}) {
+	e.raw = rawendpoint.Handle(tb, config, func(conn net.Conn, number int32, _ <-chan struct{}) {
 		e.serve(conn, number == 1, f)
 	})
 	e.URL = e.raw.URL
@@ -151,7 +163,11 @@ func (e *Endpoint) serve(conn net.Conn, first bool, f Fault) {
 		switch f.Ending {
 		case Reset, Close:
 			if f.Ending == Reset {
-				_ = conn.(*net.TCPConn).SetLinger(0)
+				tcp := conn
+				if secure, ok := conn.(*tls.Conn); ok {
+					tcp = secure.NetConn()
+				}
+				_ = tcp.(*net.TCPConn).SetLinger(0)
 			}
 			conn.Close()
 			close(e.Faulted)

@@ -1,0 +1,143 @@
+package wire
+
+import (
+	"bufio"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"balancing-reverse-proxy/internal/rawendpoint"
+	"balancing-reverse-proxy/internal/testcert"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// get sends a GET to url through transport and returns the answer's
+// protocol and body.
+func get(t *testing.T, transport *Transport, url string) (proto, body string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	require.NoError(t, err)
+	resp, err := transport.RoundTrip(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.Proto, string(got)
+}
+
+// idleOwn counts the idle connections of transport's own client.
+func idleOwn(transport *Transport) int {
+	transport.fast.mu.Lock()
+	defer transport.fast.mu.Unlock()
+	n := 0
+	for _, conns := range transport.fast.idle {
+		n += len(conns)
+	}
+	return n
+}
+
+func TestOwnClientSpeaksHTTP1OverTLSAndLeavesHTTP2ToGo(t *testing.T) {
+	t.Parallel()
+	answer := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "hello") })
+	for _, c := range []struct {
+		name  string
+		http2 bool
+	}{{"an endpoint of HTTP/1.1 only", false}, {"an endpoint that negotiates HTTP/2", true}} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			server := httptest.NewUnstartedServer(answer)
+			server.EnableHTTP2 = c.http2
+			server.StartTLS()
+			defer server.Close()
+			roots := server.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+			transport := New(Options{TLS: &tls.Config{RootCAs: roots}})
+			defer transport.CloseIdleConnections()
+			for range 2 {
+				proto, body := get(t, transport, server.URL)
+				assert.Equal(t, "hello", body)
+				if c.http2 {
+					assert.Equal(t, "HTTP/2.0", proto)
+					assert.Zero(t, idleOwn(transport), "HTTP/2 is Go's to speak")
+				} else {
+					assert.Equal(t, "HTTP/1.1", proto)
+					assert.Equal(t, 1, idleOwn(transport), "the own client keeps the connection")
+				}
+			}
+		})
+	}
+}
+
+func TestTheRecordOfHTTP2FollowsTheLastConnection(t *testing.T) {
+	t.Parallel()
+	var record alpnRecord
+	assert.False(t, record.has("a:443"))
+	record.note("a:443", true)
+	assert.True(t, record.has("a:443"))
+	assert.False(t, record.has("b:443"))
+	record.note("a:443", false)
+	assert.False(t, record.has("a:443"), "an endpoint that stopped speaking HTTP/2 is the own client's again")
+}
+
+// heldConn holds its writes, while hold is set, to send them in one: two
+// TLS records then arrive together.
+type heldConn struct {
+	net.Conn
+	hold bool
+	held []byte
+}
+
+func (c *heldConn) Write(p []byte) (int, error) {
+	if c.hold {
+		c.held = append(c.held, p...)
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *heldConn) flush() error {
+	c.hold = false
+	_, err := c.Conn.Write(c.held)
+	c.held = nil
+	return err
+}
+
+func TestOwnClientNeverReusesATLSConnectionWithBytesLeftInTLS(t *testing.T) {
+	t.Parallel()
+	cert := testcert.New(t)
+	// On the first connection, the answer and an answer nobody asked for go
+	// in two records of one write: the second is then read off the socket with the first, and
+	// waits in TLS's buffer, where only TLS can show it.
+	endpoint := rawendpoint.Handle(t, nil, func(conn net.Conn, number int32, _ <-chan struct{}) {
+		held := &heldConn{Conn: conn}
+		secure := tls.Server(held, &tls.Config{Certificates: []tls.Certificate{cert.TLS}})
+		reader := bufio.NewReader(secure)
+		for served := 0; ; served++ {
+			if _, err := http.ReadRequest(reader); err != nil {
+				return
+			}
+			if number > 1 || served > 0 {
+				_, _ = io.WriteString(secure, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nclean")
+				continue
+			}
+			held.hold = true
+			_, _ = io.WriteString(secure, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
+			_, _ = io.WriteString(secure, "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled")
+			if held.flush() != nil {
+				return
+			}
+		}
+	})
+	url := "https" + endpoint.URL[len("http"):]
+	transport := New(Options{TLS: &tls.Config{RootCAs: cert.Pool}})
+	defer transport.CloseIdleConnections()
+	_, body := get(t, transport, url)
+	assert.Equal(t, "first", body)
+	_, body = get(t, transport, url)
+	assert.Equal(t, "clean", body, "the bytes past the first answer are no answer to the second request")
+	assert.EqualValues(t, 2, endpoint.Connections(), "the connection with bytes left was not used again")
+}
