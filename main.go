@@ -20,7 +20,6 @@ import (
 
 	"github.com/alecthomas/kong"
 	"github.com/rs/zerolog"
-	"github.com/rs/zerolog/hlog"
 
 	"balancing-reverse-proxy/budget"
 	"balancing-reverse-proxy/config"
@@ -492,7 +491,7 @@ func (c *CLI) serve(ctx context.Context, releaseSignals func()) error {
 		engines = live
 	}
 	limits := inbound.Limits{MaxHeaders: c.MaxHeaders, MaxBody: int64(c.MaxBody), BodyReadTimeout: c.BodyReadTimeout}
-	handler := hlog.NewHandler(logger)(hlog.RequestIDHandler("request_id", "X-Request-Id")(limits.Handler(engines)))
+	handler := logging.Requests(logger, "X-Request-Id")(limits.Handler(engines))
 	server, listener, err := c.listen(handler, logger)
 	if err != nil {
 		return err

@@ -7,6 +7,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
+
+	"balancing-reverse-proxy/logging"
 )
 
 // BenchmarkProxy measures one GET with a 1 KiB answer through the proxy over
@@ -77,7 +81,7 @@ func BenchmarkProxy(b *testing.B) {
 // without TLS too when h2c, and returns its URL.
 func serveBench(b *testing.B, schedule Schedule, urls []string, h2c bool) string {
 	b.Helper()
-	srv := httptest.NewUnstartedServer(buildProxy(b, schedule, urls))
+	srv := httptest.NewUnstartedServer(logging.Requests(zerolog.Nop(), "X-Request-Id")(buildProxy(b, schedule, urls)))
 	if h2c {
 		srv.Config.Protocols = new(http.Protocols)
 		srv.Config.Protocols.SetHTTP1(true)

@@ -13,14 +13,14 @@ import (
 	"net/http"
 	"time"
 
+	"balancing-reverse-proxy/logging"
+
 	"balancing-reverse-proxy/budget"
 	"balancing-reverse-proxy/endpointresponse"
 	"balancing-reverse-proxy/endpoints"
 	"balancing-reverse-proxy/forward"
 	"balancing-reverse-proxy/session"
 	"balancing-reverse-proxy/terminal"
-
-	"github.com/rs/zerolog/hlog"
 )
 
 // singleAttemptBuffer is the largest body read whole before it is sent when
@@ -178,9 +178,7 @@ func (p *Proxy) replayLimit() int64 {
 // attempts, and room for their outcomes.
 func (x *exchange) prepare() {
 	options := forward.Options{Trusted: x.proxy.TrustedProxies, Upgrade: x.plan.upgrade, BodyRead: x.body.replayable}
-	if id, ok := hlog.IDFromRequest(x.in); ok {
-		options.RequestID = id.String()
-	}
+	options.RequestID = logging.RequestID(x.in)
 	x.forwarded = forward.Prepare(x.in, options)
 	x.results = make(chan *endpointresponse.Outcome, x.plan.maxAttempts)
 	x.tried = x.triedArray[:0]

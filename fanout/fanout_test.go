@@ -15,8 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"balancing-reverse-proxy/logging"
+
 	"github.com/rs/zerolog"
-	"github.com/rs/zerolog/hlog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -101,7 +102,7 @@ func newLoggedProxy(t *testing.T, schedule Schedule, urls []string, configure ..
 	proxy := buildProxy(t, schedule, urls, configure...)
 	logs = &syncbuffer.Buffer{}
 	served = make(chan struct{}, 16)
-	handler := hlog.NewHandler(zerolog.New(logs).Level(zerolog.DebugLevel))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	handler := logging.Requests(zerolog.New(logs).Level(zerolog.DebugLevel), "X-Request-Id")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() { served <- struct{}{} }()
 		proxy.ServeHTTP(w, r)
 	}))

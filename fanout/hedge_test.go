@@ -10,8 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"balancing-reverse-proxy/logging"
+
 	"github.com/rs/zerolog"
-	"github.com/rs/zerolog/hlog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -337,7 +338,7 @@ func TestCopiesCarryOneRequestID(t *testing.T) {
 	first := newBackend(t, record(http.StatusInternalServerError))
 	second := newBackend(t, record(http.StatusOK))
 	proxy := buildProxy(t, Serial(), []string{first.srv.URL, second.srv.URL})
-	srv := serve(t, hlog.NewHandler(zerolog.Nop())(hlog.RequestIDHandler("request_id", "X-Request-Id")(proxy)))
+	srv := serve(t, logging.Requests(zerolog.Nop(), "X-Request-Id")(proxy))
 
 	resp, _ := get(t, srv.URL)
 	id := resp.Header.Get("X-Request-Id")
@@ -569,7 +570,7 @@ func TestInflightPlaceIsFreeOnceTheAnswerIsOut(t *testing.T) {
 	urls := []string{winner.srv.URL, loser.srv.URL}
 	proxy := buildProxy(t, FanOut(), urls, withPool(t, urls, endpoints.PoolOptions{MaxInflight: 1}))
 	logs := &heldLog{hold: `"attempt":2`, release: make(chan struct{})}
-	srv := serve(t, hlog.NewHandler(zerolog.New(logs).Level(zerolog.DebugLevel))(proxy))
+	srv := serve(t, logging.Requests(zerolog.New(logs).Level(zerolog.DebugLevel), "X-Request-Id")(proxy))
 	// Runs before the server's Close, which waits for the held handler.
 	t.Cleanup(func() { close(logs.release) })
 

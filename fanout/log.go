@@ -3,11 +3,13 @@ package fanout
 import (
 	"time"
 
-	"github.com/rs/zerolog/hlog"
+	"balancing-reverse-proxy/logging"
+
+	"github.com/rs/zerolog"
 )
 
 // RequestLog is the Observer that writes the request log, to the logger of
-// each request's context (hlog): one line per request, at the level of how it
+// each request's context (logging.Log): one line per request, at the level of how it
 // ended, and at debug a line per attempt's end, cancelled ones included. It
 // writes nothing else, and allocates nothing when a line is not logged.
 type RequestLog struct{}
@@ -24,7 +26,7 @@ func (RequestLog) Observe(e Event) {
 
 // logAttempt writes the debug line of an attempt's end.
 func logAttempt(e Event) {
-	event := hlog.FromRequest(e.Request).Debug()
+	event := logging.Log(e.Request, zerolog.DebugLevel)
 	if event == nil {
 		return
 	}
@@ -44,7 +46,7 @@ func logAttempt(e Event) {
 // logRequest writes the one line of a request.
 func logRequest(e Event) {
 	done := e.Done
-	event := hlog.FromRequest(e.Request).WithLevel(done.Ending.Level())
+	event := logging.Log(e.Request, done.Ending.Level())
 	if event == nil {
 		return
 	}

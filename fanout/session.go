@@ -7,7 +7,9 @@ import (
 	"slices"
 	"time"
 
-	"github.com/rs/zerolog/hlog"
+	"github.com/rs/zerolog"
+
+	"balancing-reverse-proxy/logging"
 
 	"balancing-reverse-proxy/endpoints"
 	"balancing-reverse-proxy/session"
@@ -109,7 +111,7 @@ func (x *exchange) pinnedCandidates(planned endpoints.List) bool {
 	isPinned := func(e endpoints.Endpoint) bool { return known && e.Index == pinned.Index }
 	usable := slices.ContainsFunc(planned, isPinned)
 	if !known {
-		hlog.FromRequest(x.in).Warn().Str("pin", x.pinning.pin).Msg("session pinned to an endpoint this proxy does not have")
+		logging.Log(x.in, zerolog.WarnLevel).Str("pin", x.pinning.pin).Msg("session pinned to an endpoint this proxy does not have")
 	}
 	if x.proxy.Sessions.Failover == session.Fail {
 		if !usable {
@@ -213,6 +215,6 @@ func (x *exchange) settlePin() {
 // endpoint than the one that answered.
 func (x *exchange) warnIfPinnedElsewhere(owner, winner string) {
 	if owner != winner {
-		hlog.FromRequest(x.in).Warn().Str("pin", owner).Str("answered_by", winner).Msg("session already pinned to another endpoint; the pin stays")
+		logging.Log(x.in, zerolog.WarnLevel).Str("pin", owner).Str("answered_by", winner).Msg("session already pinned to another endpoint; the pin stays")
 	}
 }

@@ -70,7 +70,7 @@ func Prepare(in *http.Request, opts Options) Request {
 	}
 	if _, ok := header["User-Agent"]; !ok {
 		// Keep Go's default agent out of requests whose client sent none.
-		header["User-Agent"] = []string{""}
+		header["User-Agent"] = noAgent
 	}
 	setForwarded(header, in, opts.Trusted)
 	if opts.BodyRead {
@@ -82,12 +82,19 @@ func Prepare(in *http.Request, opts Options) Request {
 		header.Set("Connection", "Upgrade")
 		header.Set("Upgrade", opts.Upgrade)
 	}
-	header.Set(AttemptHeader, "1")
+	header[AttemptHeader] = firstAttempt
 	if opts.RequestID != "" && header.Get(RequestIDHeader) == "" {
-		header.Set(RequestIDHeader, opts.RequestID)
+		header[RequestIDHeader] = []string{opts.RequestID}
 	}
 	return Request{in: in, header: header}
 }
+
+// Values that every prepared request shares, as its attempts share theirs:
+// no attempt's header is written to once it is made.
+var (
+	noAgent      = []string{""}
+	firstAttempt = []string{"1"}
+)
 
 // To returns the request that attempt number attempt sends to e, made with
 // ctx: the client's escaped path and raw query joined under e's path prefix,
@@ -145,7 +152,8 @@ func RemoveHopByHop(h http.Header) {
 		h.Del(name)
 	}
 	for _, name := range hopByHop {
-		h.Del(name)
+		// In canonical form already.
+		delete(h, name)
 	}
 }
 

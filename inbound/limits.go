@@ -11,7 +11,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rs/zerolog/hlog"
+	"github.com/rs/zerolog"
+
+	"balancing-reverse-proxy/logging"
 )
 
 // Limits are the checks a request passes before any endpoint is called.
@@ -92,7 +94,7 @@ const refusedLinger = 2 * time.Second
 // refuse answers status with reason, closes the connection after it (its
 // body, if any, is not read), and logs it.
 func refuse(w http.ResponseWriter, r *http.Request, status int, reason string) {
-	hlog.FromRequest(r).Info().
+	logging.Log(r, zerolog.InfoLevel).
 		Str("method", r.Method).Str("path", r.URL.Path).Int("status", status).Str("reason", reason).
 		Msg("request refused")
 	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(refusedLinger))

@@ -1,7 +1,8 @@
 // Package logging owns the log set-up: where lines go (stdout, stderr or a file
 // appended to), their format (text like the original tool's, or JSON), their
 // prefix and time stamp, and the level. It builds a zerolog.Logger that main
-// passes down; nothing here touches zerolog's global logger.
+// passes down, and gives each request its id and that logger (Requests);
+// nothing here touches zerolog's global logger.
 package logging
 
 import (

@@ -1,0 +1,48 @@
+package logging
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestRequestsGiveEachRequestAnIDInTheHeaderAndTheLog(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	var seen []string
+	handler := Requests(zerolog.New(&logs).Level(zerolog.InfoLevel), "x-request-id")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen = append(seen, RequestID(r))
+		Log(r, zerolog.InfoLevel).Str("path", r.URL.Path).Msg("served")
+		assert.Nil(t, Log(r, zerolog.DebugLevel), "a level not logged starts no line")
+	}))
+	var answered []string
+	for range 2 {
+		w := httptest.NewRecorder()
+		handler.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/p", nil))
+		answered = append(answered, w.Header().Get("X-Request-Id"))
+	}
+	assert.Equal(t, answered, seen, "the id answered is the request's")
+	assert.Len(t, answered[0], 20, "an xid")
+	assert.NotEqual(t, answered[0], answered[1])
+	lines := bytes.Split(bytes.TrimSpace(logs.Bytes()), []byte("\n"))
+	require.Len(t, lines, 2)
+	for i, line := range lines {
+		assert.True(t, bytes.HasPrefix(line, []byte(`{"level":"info","request_id":"`+answered[i]+`"`)), "the id is the first field after the level: %s", line)
+		var fields map[string]string
+		require.NoError(t, json.Unmarshal(line, &fields))
+		assert.Equal(t, map[string]string{"level": "info", "request_id": answered[i], "path": "/p", "message": "served"}, fields)
+	}
+}
+
+func TestARequestThatDidNotComeThroughRequestsHasNoIDAndNoLog(t *testing.T) {
+	t.Parallel()
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	assert.Empty(t, RequestID(r))
+	assert.Nil(t, Log(r, zerolog.ErrorLevel))
+}
