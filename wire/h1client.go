@@ -24,13 +24,13 @@ import (
 
 // h1Client is the proxy's own HTTP/1.1 client, for the requests that are
 // nearly all of the traffic: to http:// endpoints and to https:// ones that
-// negotiate HTTP/1.1, with no body or a small one in memory. Go's Transport hands each request and its answer between
-// the caller and two goroutines per connection; this writes the request and
-// reads the answer on the caller's goroutine, head and body in one write,
-// and reads the head in one pass that checks its framing too. Connections
-// are kept per endpoint and never reused after anything doubtful: bytes past
-// an answer, an answer cut short or abandoned, a connection that has
-// something to say while idle.
+// negotiate HTTP/1.1, with no body or a small one in memory. Go's Transport
+// hands each request and its answer between the caller and two goroutines
+// per connection; this writes the request and reads the answer on the
+// caller's goroutine, head and body in one write, and reads the head in one
+// pass that checks its framing too. Connections are kept per endpoint and
+// never reused after anything doubtful: bytes past an answer, an answer cut
+// short or abandoned, a connection that has something to say while idle.
 type h1Client struct {
 	dialer *net.Dialer
 	// tls configures TLS to https:// endpoints (see Options.TLS); http2
