@@ -492,7 +492,7 @@ func (c *CLI) serve(ctx context.Context, releaseSignals func()) error {
 	}
 	limits := inbound.Limits{MaxHeaders: c.MaxHeaders, MaxBody: int64(c.MaxBody), BodyReadTimeout: c.BodyReadTimeout}
 	handler := logging.Requests(logger, "X-Request-Id")(limits.Handler(engines))
-	server, listener, err := c.listen(handler, logger)
+	server, front, listener, err := c.listen(handler, logger)
 	if err != nil {
 		return err
 	}
@@ -528,19 +528,19 @@ func (c *CLI) serve(ctx context.Context, releaseSignals func()) error {
 		defer cancel()
 	}
 	served := make(chan error, 1)
-	go func() { served <- server.Serve(listener) }()
+	go func() { served <- front.Serve(listener) }()
 	select {
 	case err := <-served:
 		return fmt.Errorf("serving: %w", err)
 	case <-ctx.Done():
 	}
 	releaseSignals()
-	return shutdown(server, served, c.ShutdownTimeout, logger)
+	return shutdown(front, served, c.ShutdownTimeout, logger)
 }
 
 // shutdown stops accepting connections and waits up to timeout for in-flight
 // requests; after that it cuts the remaining ones and reports it.
-func shutdown(server *http.Server, served <-chan error, timeout time.Duration, logger zerolog.Logger) error {
+func shutdown(server frontServer, served <-chan error, timeout time.Duration, logger zerolog.Logger) error {
 	logger.Info().Stringer("drain_timeout", timeout).Msg("stopping: draining in-flight requests")
 	drainCtx, cancel := context.WithCancel(context.Background())
 	if timeout > 0 {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	stdlog "log"
@@ -9,13 +10,25 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"balancing-reverse-proxy/h1server"
 	"balancing-reverse-proxy/inbound"
 )
+
+// frontServer serves the listener: Go's server over TLS, the proxy's own
+// HTTP/1.1 server in front of it otherwise.
+type frontServer interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+	Close() error
+}
 
 // listen makes the server for handler and its listener on --address: the
 // client-side time-outs and limits, the connection cap and request checks,
 // TLS with HTTP/2 when --tls-cert is given, and HTTP/2 without TLS with --h2c.
-func (c *CLI) listen(handler http.Handler, logger zerolog.Logger) (*http.Server, *inbound.Listener, error) {
+// Without TLS, the front server serves plain HTTP/1.1 itself and hands every
+// other connection (h2c, upgrades, the unusual) to Go's server; over TLS, Go's
+// server serves all.
+func (c *CLI) listen(handler http.Handler, logger zerolog.Logger) (*http.Server, frontServer, *inbound.Listener, error) {
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(c.H2C)
@@ -31,7 +44,7 @@ func (c *CLI) listen(handler http.Handler, logger zerolog.Logger) (*http.Server,
 	if c.TLSCert != "" {
 		certificate, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
 		if err != nil {
-			return nil, nil, usageError{fmt.Errorf("--tls-cert %q, --tls-key %q: %w; accepted: a PEM certificate chain and its PEM private key", c.TLSCert, c.TLSKey, err)}
+			return nil, nil, nil, usageError{fmt.Errorf("--tls-cert %q, --tls-key %q: %w; accepted: a PEM certificate chain and its PEM private key", c.TLSCert, c.TLSKey, err)}
 		}
 		options.TLS = &tls.Config{
 			Certificates: []tls.Certificate{certificate},
@@ -42,7 +55,7 @@ func (c *CLI) listen(handler http.Handler, logger zerolog.Logger) (*http.Server,
 	}
 	tcpListener, err := net.Listen("tcp", c.Address)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--address %q: %w", c.Address, err)
+		return nil, nil, nil, fmt.Errorf("--address %q: %w", c.Address, err)
 	}
 	listener := inbound.NewListener(tcpListener, options)
 	server := &http.Server{
@@ -55,5 +68,8 @@ func (c *CLI) listen(handler http.Handler, logger zerolog.Logger) (*http.Server,
 		ConnContext:       inbound.ConnContext,
 		ErrorLog:          stdlog.New(logger.With().Str("source", "http.Server").Logger(), "", 0),
 	}
-	return server, listener, nil
+	if c.TLSCert != "" {
+		return server, server, listener, nil
+	}
+	return server, h1server.New(server), listener, nil
 }

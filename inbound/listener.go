@@ -222,6 +222,12 @@ func (c *conn) resume() {
 	c.reportRefusal(refused)
 }
 
+// Unread gives back bytes the server read from c, to be read again before
+// the rest: for a server that hands the connection over to another.
+func (c *conn) Unread(p []byte) {
+	c.ready = append(append([]byte(nil), p...), c.ready...)
+}
+
 // CloseWrite shuts the sending side of the TCP connection, so that Go's
 // server can close gracefully after an error response.
 func (c *conn) CloseWrite() error {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"balancing-reverse-proxy/h1server"
 	"balancing-reverse-proxy/internal/conncap"
 
 	"github.com/stretchr/testify/assert"
@@ -61,7 +62,9 @@ func newCheckedServer(t *testing.T, opts ListenerOptions, handler http.HandlerFu
 		}
 	}
 	listener := NewListener(tcp, opts)
-	server := &http.Server{Handler: handler, ReadHeaderTimeout: hangGuard, MaxHeaderBytes: 1024, ConnState: listener.ConnState}
+	// As the proxy serves plain HTTP/1: the own server in front of Go's,
+	// which takes the connections handed over with the bytes read so far.
+	server := h1server.New(&http.Server{Handler: handler, ReadHeaderTimeout: hangGuard, MaxHeaderBytes: 1024, ConnState: listener.ConnState})
 	served := make(chan struct{})
 	go func() {
 		defer close(served)

@@ -1,0 +1,367 @@
+package h1server
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// connection states, for Shutdown: an idle connection waits for the first
+// bytes of its next request and may be closed at once; a new one has not
+// sent its first request yet.
+const (
+	stateNew int32 = iota
+	stateActive
+	stateIdle
+)
+
+// conn is one client connection served by the Server.
+type conn struct {
+	server *Server
+	// raw is the accepted connection; src reads it after the bytes given
+	// back to it.
+	raw net.Conn
+	src replayConn
+	br  *bufio.Reader
+	bw  *bufio.Writer
+	// body is the response body's buffer, reset for each response.
+	body *bufio.Writer
+	// head reads a request head, already in br's buffer, for
+	// http.ReadRequest.
+	head       *bufio.Reader
+	headBytes  bytes.Reader
+	ctx        context.Context
+	remoteAddr string
+	watch      watch
+	state      atomic.Int32
+	accepted   time.Time
+	writeErr   error
+	lastMethod string
+	// dateSecond and dateText cache the Date field of this second.
+	dateSecond int64
+	dateText   []byte
+}
+
+func newConn(s *Server, raw net.Conn) *conn {
+	c := &conn{server: s, raw: raw, src: replayConn{Conn: raw}}
+	c.br = bufio.NewReaderSize(&c.src, headBufferSize)
+	c.bw = bufio.NewWriterSize(raw, 4<<10)
+	c.body = bufio.NewWriterSize(nil, bufferBeforeChunking)
+	c.head = bufio.NewReaderSize(nil, headBufferSize)
+	c.watch.conn = c
+	c.watch.done = make(chan struct{}, 1)
+	c.accepted = time.Now()
+	if addr := raw.RemoteAddr(); addr != nil {
+		c.remoteAddr = addr.String()
+	}
+	ctx := context.WithValue(s.baseCtx, http.ServerContextKey, s.fallback)
+	ctx = context.WithValue(ctx, http.LocalAddrContextKey, raw.LocalAddr())
+	if s.fallback.ConnContext != nil {
+		ctx = s.fallback.ConnContext(ctx, raw)
+	}
+	c.ctx = ctx
+	return c
+}
+
+// headBufferSize is the size of the buffer a request head must fit in to be
+// served here; a longer one goes to Go's server.
+const headBufferSize = 4 << 10
+
+// serve serves the connection's requests until it closes, or hands it to Go's
+// server at the first request that is not plain.
+func (c *conn) serve() {
+	handedOver := false
+	defer func() {
+		if err := recover(); err != nil && err != http.ErrAbortHandler {
+			const size = 64 << 10
+			buf := make([]byte, size)
+			buf = buf[:runtime.Stack(buf, false)]
+			c.server.logf("h1server: panic serving %v: %v\n%s", c.remoteAddr, err, buf)
+		}
+		c.watch.disarm()
+		c.server.forget(c)
+		if !handedOver {
+			_ = c.bw.Flush()
+			_ = c.raw.Close()
+			c.server.connState(c.raw, http.StateClosed)
+		}
+	}()
+	c.server.connState(c.raw, http.StateNew)
+	if c.server.fallback.ReadTimeout != 0 || c.server.fallback.WriteTimeout != 0 {
+		// Time limits on whole requests are Go's server's alone.
+		handedOver = c.handOver()
+		return
+	}
+	if d := c.server.fallback.ReadHeaderTimeout; d > 0 {
+		_ = c.raw.SetReadDeadline(time.Now().Add(d))
+	}
+	for {
+		head, plain, err := c.peekHead()
+		if err != nil {
+			return
+		}
+		var req *http.Request
+		if plain {
+			req = c.parse(head)
+		}
+		if req == nil {
+			handedOver = c.handOver()
+			return
+		}
+		c.state.Store(stateActive)
+		c.server.connState(c.raw, http.StateActive)
+		if c.server.shuttingDown() {
+			return
+		}
+		_, _ = c.br.Discard(len(head))
+		if c.server.fallback.ReadHeaderTimeout > 0 {
+			// The body has no time limit here, as with Go's server.
+			_ = c.raw.SetReadDeadline(time.Time{})
+		}
+		w := c.serveRequest(req)
+		if !w.shouldReuseConnection() {
+			if w.bodyLimitHit || w.closedRequestBodyEarly() {
+				c.closeWriteAndWait()
+			}
+			return
+		}
+		c.server.connState(c.raw, http.StateIdle)
+		c.state.Store(stateIdle)
+		if c.server.shuttingDown() {
+			return
+		}
+		if !c.awaitNext() {
+			return
+		}
+	}
+}
+
+// serveRequest runs the handler on req and ends its response.
+func (c *conn) serveRequest(req *http.Request) *response {
+	ctx, cancel := context.WithCancel(c.ctx)
+	// Also when the handler panics, as Go's server: attempts end with it.
+	defer cancel()
+	req = req.WithContext(ctx)
+	w := &response{conn: c, req: req, handlerHeader: make(http.Header), contentLength: -1, wantsClose: req.Close}
+	if req.ContentLength > 0 {
+		req.Body = &body{src: c.br, remaining: req.ContentLength, closing: req.Close,
+			onEOF: func() { c.watch.arm(cancel) }}
+	} else {
+		req.Body = http.NoBody
+		c.watch.arm(cancel)
+	}
+	w.reqBody = req.Body
+	c.body.Reset(chunks{w})
+	w.body = c.body
+	c.lastMethod = req.Method
+	c.server.handler.ServeHTTP(w, req)
+	cancel()
+	w.finish()
+	if c.watch.goneErr != nil {
+		w.closeAfter = true
+	}
+	return w
+}
+
+// awaitNext waits, up to the idle timeout, for the first bytes of the next
+// request, then gives the client the header timeout to send the rest of its
+// head, as Go's server does.
+func (c *conn) awaitNext() bool {
+	var deadline time.Time
+	if d := c.server.fallback.IdleTimeout; d > 0 {
+		deadline = time.Now().Add(d)
+	}
+	_ = c.raw.SetReadDeadline(deadline)
+	if _, err := c.br.Peek(4); err != nil {
+		return false
+	}
+	deadline = time.Time{}
+	if d := c.server.fallback.ReadHeaderTimeout; d > 0 {
+		deadline = time.Now().Add(d)
+	}
+	_ = c.raw.SetReadDeadline(deadline)
+	return true
+}
+
+// peekHead waits until the buffer holds a whole request head and returns it.
+// plain is false for a head this server does not read itself: one that does
+// not fit in the buffer, has bare line feeds, or is cut short by the client.
+// err is set when the connection is to be closed.
+func (c *conn) peekHead() (head []byte, plain bool, err error) {
+	if c.lastMethod == http.MethodPost {
+		// As Go's server: a client may send a CRLF after a POST body.
+		peek, _ := c.br.Peek(4)
+		_, _ = c.br.Discard(leadingCRorLF(peek))
+	}
+	for want := 1; ; {
+		buffered, err := c.br.Peek(want)
+		if err != nil {
+			// Go's server answers a head cut by the client's end, and
+			// drops the connection on any other error.
+			if len(buffered) > 0 && errors.Is(err, io.EOF) {
+				return nil, false, nil
+			}
+			return nil, false, err
+		}
+		buffered, _ = c.br.Peek(c.br.Buffered())
+		if end := bytes.Index(buffered, headEnd); end >= 0 {
+			head = buffered[:end+len(headEnd)]
+			return head, !hasBareLF(head), nil
+		}
+		if hasBareLF(buffered) || len(buffered) == c.br.Size() {
+			return nil, false, nil
+		}
+		want = len(buffered) + 1
+	}
+}
+
+var headEnd = []byte("\r\n\r\n")
+
+// hasBareLF reports whether b has a line feed without a carriage return
+// before it, which Go's parser takes as a line's end too.
+func hasBareLF(b []byte) bool {
+	for i := bytes.IndexByte(b, '\n'); i >= 0; {
+		if i == 0 || b[i-1] != '\r' {
+			return true
+		}
+		next := bytes.IndexByte(b[i+1:], '\n')
+		if next < 0 {
+			return false
+		}
+		i += 1 + next
+	}
+	return false
+}
+
+func leadingCRorLF(b []byte) int {
+	n := 0
+	for _, c := range b {
+		if c != '\r' && c != '\n' {
+			break
+		}
+		n++
+	}
+	return n
+}
+
+// parse reads head with Go's parser and returns the request, or nil when it
+// is not one this server serves: anything but an HTTP/1.1 request in origin
+// form with a length-delimited body or none, without Expect or Upgrade,
+// whose fields pass Go's server checks. Those go to Go's server, which
+// answers them, or refuses them, as it always has.
+func (c *conn) parse(head []byte) *http.Request {
+	if max := c.server.maxHeaderBytes(); len(head) > max {
+		return nil
+	}
+	c.headBytes.Reset(head)
+	c.head.Reset(&c.headBytes)
+	req, err := http.ReadRequest(c.head)
+	if err != nil || !plainRequest(req) {
+		return nil
+	}
+	req.RemoteAddr = c.remoteAddr
+	return req
+}
+
+// plainRequest reports whether req, as Go's parser read it, is one this
+// server serves.
+func plainRequest(req *http.Request) bool {
+	if req.Proto != "HTTP/1.1" || !strings.HasPrefix(req.RequestURI, "/") ||
+		req.Method == http.MethodConnect || req.TransferEncoding != nil {
+		return false
+	}
+	// An origin-form request's Host is its one Host field (two fail the
+	// parse); an empty one, or none, is Go's server's to judge.
+	if req.Host == "" || !httpguts.ValidHostHeader(req.Host) {
+		return false
+	}
+	for name, values := range req.Header {
+		switch name {
+		case "Transfer-Encoding", "Expect", "Upgrade":
+			return false
+		}
+		if !httpguts.ValidHeaderFieldName(name) {
+			return false
+		}
+		for _, v := range values {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// handOver gives the connection, with the bytes read from it so far, to Go's
+// server. It reports whether the connection went.
+func (c *conn) handOver() bool {
+	buffered, _ := c.br.Peek(c.br.Buffered())
+	held := append(append([]byte(nil), buffered...), c.src.held...)
+	next := c.raw
+	if len(held) > 0 {
+		if unreader, ok := c.raw.(interface{ Unread([]byte) }); ok {
+			unreader.Unread(held)
+		} else {
+			next = &replayConn{Conn: c.raw, held: held}
+		}
+	}
+	_ = c.raw.SetReadDeadline(time.Time{})
+	return c.server.handoff.give(next)
+}
+
+// replayConn is a connection read after bytes read from it before.
+type replayConn struct {
+	net.Conn
+	held []byte
+}
+
+// Read reads the held bytes, then the connection.
+func (r *replayConn) Read(p []byte) (int, error) {
+	if len(r.held) > 0 {
+		n := copy(p, r.held)
+		r.held = r.held[n:]
+		return n, nil
+	}
+	return r.Conn.Read(p)
+}
+
+// noteWriteErr keeps the first error writing to the client.
+func (c *conn) noteWriteErr(err error) {
+	if err != nil && c.writeErr == nil {
+		c.writeErr = err
+	}
+}
+
+// closeWriteAndWait ends the sending side and waits a moment before the
+// connection closes, so that a client still sending its body reads the
+// response rather than a reset.
+func (c *conn) closeWriteAndWait() {
+	_ = c.bw.Flush()
+	if cw, ok := c.raw.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	time.Sleep(rstAvoidanceDelay)
+}
+
+// rstAvoidanceDelay is how long closeWriteAndWait waits, as Go's server.
+const rstAvoidanceDelay = 500 * time.Millisecond
+
+// date returns the Date field's value for now.
+func (c *conn) date() []byte {
+	now := time.Now()
+	if second := now.Unix(); second != c.dateSecond || c.dateText == nil {
+		c.dateSecond = second
+		c.dateText = now.UTC().AppendFormat(c.dateText[:0], http.TimeFormat)
+	}
+	return c.dateText
+}
