@@ -257,6 +257,21 @@ var responseCases = map[string]http.HandlerFunc{
 		w.Header().Set("Content-Length", "5")
 		_, _ = io.WriteString(w, "hello")
 	},
+	"proxied": func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Set("Content-Length", "5")
+		w.WriteHeader(http.StatusCreated)
+		w.Header().Set("X-Late", "not in the head")
+		w.Header().Del("Content-Type")
+		_, _ = io.WriteString(w, "hello")
+		w.Header().Set(http.TrailerPrefix+"X-P", "dropped: not chunked")
+	},
+	"proxied, encoded": func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Encoding", "br")
+		w.Header().Set("Content-Length", "4")
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, "abcd")
+	},
 	"length short": func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", "10")
 		_, _ = io.WriteString(w, "hello")

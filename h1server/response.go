@@ -93,18 +93,56 @@ func (w *response) WriteHeader(code int) {
 	}
 	w.wroteHeader = true
 	w.status = code
-	if w.calledHeader && w.head == nil {
-		w.head = w.handlerHeader.Clone()
-	}
-	if cl := w.handlerHeader.Get("Content-Length"); cl != "" {
-		v, err := strconv.ParseInt(cl, 10, 64)
-		if err == nil && v >= 0 {
-			w.contentLength = v
-		} else {
-			w.conn.server.logf("h1server: invalid Content-Length of %q", cl)
-			w.handlerHeader.Del("Content-Length")
+	length := int64(-1)
+	cl := w.handlerHeader.Get("Content-Length")
+	if cl != "" {
+		if v, err := strconv.ParseInt(cl, 10, 64); err == nil && v >= 0 {
+			length = v
 		}
 	}
+	decided := w.calledHeader && w.headIsDecided(length != -1)
+	if w.calledHeader && !decided {
+		// Go's server takes this copy of every head, before it drops an
+		// invalid length: the head is written later, as it was now.
+		w.head = w.handlerHeader.Clone()
+	}
+	w.contentLength = length
+	if cl != "" && length == -1 {
+		w.conn.server.logf("h1server: invalid Content-Length of %q", cl)
+		w.handlerHeader.Del("Content-Length")
+	}
+	if decided {
+		// Written now, from the handler's map, which the head leaves as it
+		// is: what the handler does to the map from here on cannot change
+		// it, as with the copy.
+		w.writeHead(nil)
+	}
+}
+
+// headIsDecided reports whether the head can be written at WriteHeader:
+// when nothing that writeHead decides depends on the body's first bytes, on
+// the handler's end, or on what the handler may still read of the request
+// body. A proxied answer with a length and a type is such a head.
+func (w *response) headIsDecided(lengthKnown bool) bool {
+	if w.req.ContentLength != 0 && !w.fullDuplex {
+		return false
+	}
+	if !bodyAllowedForStatus(w.status) {
+		return true
+	}
+	h := w.handlerHeader
+	if !lengthKnown || h["Transfer-Encoding"] != nil || h["Trailer"] != nil {
+		return false
+	}
+	if _, typed := h["Content-Type"]; !typed && h.Get("Content-Encoding") == "" {
+		return false
+	}
+	for k := range h {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			return false
+		}
+	}
+	return true
 }
 
 // Write writes body bytes, the head first if it is not written yet.
@@ -283,7 +321,7 @@ func (w *response) writeHead(p []byte) {
 	var extra extraFields
 
 	trailers := false
-	for k := range w.head {
+	for k := range header {
 		if strings.HasPrefix(k, http.TrailerPrefix) {
 			if exclude == nil {
 				exclude = make(map[string]bool)
@@ -292,7 +330,7 @@ func (w *response) writeHead(p []byte) {
 			trailers = true
 		}
 	}
-	for _, v := range w.head["Trailer"] {
+	for _, v := range header["Trailer"] {
 		trailers = true
 		forEachElement(v, w.declareTrailer)
 	}
@@ -347,14 +385,14 @@ func (w *response) writeHead(p []byte) {
 	if w.chunking {
 		del("Content-Length")
 	}
-	if w.closeAfter && (w.conn.server.shuttingDown() || !hasToken(w.head.Get("Connection"), "close")) && !isProtocolSwitch(w.status, header) {
+	if w.closeAfter && (w.conn.server.shuttingDown() || !hasToken(header.Get("Connection"), "close")) && !isProtocolSwitch(w.status, header) {
 		del("Connection")
 		extra.connection = "close"
 	}
 
 	bw := w.conn.bw
 	writeStatusLine(bw, w.status)
-	writeFields(bw, w.head, func(key string) bool { return exclude[key] })
+	writeFields(bw, header, func(key string) bool { return exclude[key] })
 	extra.write(bw, w.conn)
 	_, _ = bw.WriteString("\r\n")
 }

@@ -2,7 +2,8 @@
 // of Go's server: it reads each request head with Go's parser, runs the
 // handler on the connection's goroutine and answers as Go's server would,
 // with the head and a small body in one write and no read running beside
-// the handler unless it runs long (see watch). Any request it does not serve
+// the handler unless it runs long (see watch), and no copy of a head that
+// does not depend on the body. Any request it does not serve
 // (another protocol version, an upgrade, Expect, a chunked body, a head too
 // long or that Go's server refuses, an HTTP/2 preface) hands its connection
 // over to Go's server, with the bytes read so far, for the rest of its life.
@@ -30,6 +31,7 @@ type Server struct {
 	handler  http.Handler
 	baseCtx  context.Context
 	handoff  *handoffListener
+	sweep    *sweep
 	stopping atomic.Bool
 
 	mu       sync.Mutex
@@ -41,10 +43,12 @@ type Server struct {
 
 // New returns a Server in front of fallback.
 func New(fallback *http.Server) *Server {
-	return &Server{
+	s := &Server{
 		fallback: fallback, handler: fallback.Handler, baseCtx: context.Background(),
 		handoff: newHandoffListener(), conns: make(map[*conn]struct{}),
 	}
+	s.sweep = newSweep(s)
+	return s
 }
 
 // Serve accepts connections on l until it is closed. Like http.Server.Serve,
@@ -56,6 +60,7 @@ func (s *Server) Serve(l net.Listener) error {
 	s.fallbackServed = make(chan error, 1)
 	s.mu.Unlock()
 	go func() { s.fallbackServed <- s.fallback.Serve(s.handoff) }()
+	s.sweep.start()
 	var delay time.Duration
 	for {
 		raw, err := l.Accept()
@@ -107,6 +112,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-poll.C:
 		}
 	}
+	s.sweep.end()
 	return errors.Join(err, <-fallbackDone, s.fallbackServe())
 }
 
@@ -123,6 +129,7 @@ func (s *Server) Close() error {
 		_ = c.raw.Close()
 	}
 	s.mu.Unlock()
+	s.sweep.end()
 	return errors.Join(err, s.fallback.Close())
 }
 

@@ -117,9 +117,15 @@ func TestServesPlainRequestsAndHandsTheRestToGo(t *testing.T) {
 }
 
 func TestCancelsTheRequestWhenTheClientLeaves(t *testing.T) {
-	for _, request := range []string{
-		"GET /wait HTTP/1.1\r\nHost: x\r\n\r\n",
-		"POST /wait HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+	for _, tc := range []struct {
+		request string
+		// idle is how long the server has been idle before: long enough,
+		// and its sweep sleeps until a request wakes it.
+		idle time.Duration
+	}{
+		{request: "GET /wait HTTP/1.1\r\nHost: x\r\n\r\n"},
+		{request: "POST /wait HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"},
+		{request: "GET /wait HTTP/1.1\r\nHost: x\r\n\r\n", idle: (idleSweeps + 20) * sweepTick},
 	} {
 		cancelled := make(chan error, 1)
 		addr, _ := serve(t, &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -131,11 +137,12 @@ func TestCancelsTheRequestWhenTheClientLeaves(t *testing.T) {
 				cancelled <- nil
 			}
 		})})
+		time.Sleep(tc.idle)
 		c := dial(t, addr)
-		c.send(t, request)
+		c.send(t, tc.request)
 		time.Sleep(50 * time.Millisecond)
 		require.NoError(t, c.Close())
-		require.ErrorIs(t, <-cancelled, context.Canceled, request)
+		require.ErrorIs(t, <-cancelled, context.Canceled, tc.request)
 	}
 }
 
@@ -161,14 +168,14 @@ func TestCancelsTheRequestWhenTheHandlerPanics(t *testing.T) {
 func TestKeepsTheNextRequestThatArrivesWhileItWatches(t *testing.T) {
 	addr, _ := serve(t, &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
-			time.Sleep(20 * watchDelay)
+			time.Sleep(20 * sweepTick)
 		}
 		_, _ = fmt.Fprintf(w, "%s %s %v", r.Method, r.URL.Path, r.Context().Err())
 	})})
 	c := dial(t, addr)
 	c.send(t, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
 	// Sent while the watch reads: its first byte goes to the watch.
-	time.Sleep(5 * watchDelay)
+	time.Sleep(8 * sweepTick)
 	c.send(t, "GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
 	_, body := c.answer(t)
 	require.Equal(t, "GET /slow <nil>", body)

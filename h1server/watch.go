@@ -6,30 +6,39 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// watchDelay is how long a request runs before the server starts to watch
-// its connection for the client's leaving. Go's server starts that read at
-// once, for every request, where most are answered before it would find
-// anything; here a request answered within the delay costs a timer's reset
-// and stop.
-const watchDelay = 5 * time.Millisecond
+// sweepTick is the period of the server's sweep for requests to watch; a
+// request is watched once it has run for two to three ticks. Go's server
+// starts that read at once, for every request, where most are answered
+// before it would find anything; here a request answered within the ticks
+// costs two atomic operations and no timer (resetting one per request woke
+// the runtime's poller, and cost more than the read).
+const sweepTick = 5 * time.Millisecond
+
+// idleSweeps is how many ticks without an armed request the sweep goes on
+// before it sleeps until the next one is armed.
+const idleSweeps = 200
 
 // watch reads the connection while a request's handler runs, once the
-// request is all read and the handler has run for watchDelay: an error or the
-// end of the connection means the client has gone, and cancels the
-// request's context. A byte that arrives (the next request's) is kept for the
-// next read.
+// request is all read and the handler has run for a few sweep ticks: an
+// error or the end of the connection means the client has gone, and
+// cancels the request's context. A byte that arrives (the next request's) is
+// kept for the next read.
 type watch struct {
-	conn  *conn
-	timer *time.Timer
+	conn *conn
+	// armedAt is the sweep tick at which the watch was armed, 0 if it is
+	// not; the sweep reads it without the lock.
+	armedAt atomic.Int64
 	// done takes a value when a read ends.
 	done chan struct{}
 
-	mu     sync.Mutex
-	armed  bool
-	cancel context.CancelFunc
+	mu      sync.Mutex
+	armed   bool
+	reading bool
+	cancel  context.CancelFunc
 	// aborting tells the read that its deadline error is disarm's.
 	aborting bool
 	got      [1]byte
@@ -38,7 +47,7 @@ type watch struct {
 	goneErr error
 }
 
-// arm starts the watch for the request whose context cancel cancels. It
+// arm readies the watch for the request whose context cancel cancels. It
 // does nothing while the connection's buffer holds bytes (the client has
 // sent more), nor when the watch is armed.
 func (w *watch) arm(cancel context.CancelFunc) {
@@ -49,14 +58,25 @@ func (w *watch) arm(cancel context.CancelFunc) {
 	}
 	w.armed = true
 	w.cancel = cancel
-	if w.timer == nil {
-		w.timer = time.AfterFunc(watchDelay, w.read)
-		return
-	}
-	w.timer.Reset(watchDelay)
+	w.conn.server.sweep.armed(&w.armedAt)
 }
 
-// read is the watch itself, on the timer's goroutine.
+// startIfDue starts the read of a watch armed two ticks before now or
+// earlier.
+func (w *watch) startIfDue(now int64) {
+	if at := w.armedAt.Load(); at == 0 || now-at < 2 {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.armed && !w.reading {
+		w.reading = true
+		w.armedAt.Store(0)
+		go w.read()
+	}
+}
+
+// read is the watch itself, on a goroutine of its own.
 func (w *watch) read() {
 	n, err := w.conn.raw.Read(w.got[:])
 	w.mu.Lock()
@@ -70,8 +90,8 @@ func (w *watch) read() {
 	w.done <- struct{}{}
 }
 
-// disarm ends the watch: it stops the timer or, if the read has started,
-// makes it return, and keeps the byte it may have read.
+// disarm ends the watch: if its read has started, it makes it return and
+// keeps the byte it may have read.
 func (w *watch) disarm() {
 	w.mu.Lock()
 	if !w.armed {
@@ -79,7 +99,9 @@ func (w *watch) disarm() {
 		return
 	}
 	w.armed = false
-	if w.timer.Stop() {
+	w.armedAt.Store(0)
+	w.conn.server.sweep.disarmed()
+	if !w.reading {
 		w.mu.Unlock()
 		return
 	}
@@ -89,6 +111,7 @@ func (w *watch) disarm() {
 	<-w.done
 	_ = w.conn.raw.SetReadDeadline(time.Time{})
 	w.mu.Lock()
+	w.reading = false
 	w.aborting = false
 	if w.gotByte {
 		w.conn.src.held = append(w.conn.src.held, w.got[0])
@@ -99,3 +122,105 @@ func (w *watch) disarm() {
 
 // longAgo is a deadline in the past, to make a read return at once.
 var longAgo = time.Unix(1, 0)
+
+// sweep is the server's one clock for its watches: it ticks while any is
+// armed, and starts those that are due.
+type sweep struct {
+	server *Server
+	tick   atomic.Int64
+	// count is the number of watches armed.
+	count atomic.Int64
+	// sleeping is set while the sweep waits on wake.
+	sleeping atomic.Bool
+	wake     chan struct{}
+	stop     chan struct{}
+	stopOnce sync.Once
+	// started is set by Serve, which runs the sweep; stopped is closed as
+	// it ends.
+	started atomic.Bool
+	stopped chan struct{}
+}
+
+func newSweep(s *Server) *sweep {
+	sw := &sweep{server: s, wake: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
+	sw.tick.Store(1)
+	return sw
+}
+
+// armed notes a watch armed now, at, and wakes the sweep if it sleeps.
+func (sw *sweep) armed(at *atomic.Int64) {
+	at.Store(sw.tick.Load())
+	sw.count.Add(1)
+	if sw.sleeping.Load() {
+		select {
+		case sw.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (sw *sweep) disarmed() { sw.count.Add(-1) }
+
+// run ticks until end: it starts the due watches, and sleeps after
+// idleSweeps ticks with none armed.
+func (sw *sweep) run() {
+	defer close(sw.stopped)
+	ticker := time.NewTicker(sweepTick)
+	defer ticker.Stop()
+	idle := 0
+	for {
+		select {
+		case <-sw.stop:
+			return
+		case <-ticker.C:
+		}
+		now := sw.tick.Add(1)
+		if sw.count.Load() == 0 {
+			if idle++; idle < idleSweeps {
+				continue
+			}
+			if !sw.sleep(ticker) {
+				return
+			}
+			idle = 0
+			continue
+		}
+		idle = 0
+		sw.server.mu.Lock()
+		for c := range sw.server.conns {
+			c.watch.startIfDue(now)
+		}
+		sw.server.mu.Unlock()
+	}
+}
+
+// sleep waits for a watch to be armed; it reports false when the sweep is
+// to end.
+func (sw *sweep) sleep(ticker *time.Ticker) bool {
+	ticker.Stop()
+	sw.sleeping.Store(true)
+	defer sw.sleeping.Store(false)
+	if sw.count.Load() == 0 {
+		select {
+		case <-sw.stop:
+			return false
+		case <-sw.wake:
+		}
+	}
+	ticker.Reset(sweepTick)
+	return true
+}
+
+// start runs the sweep on a goroutine of its own.
+func (sw *sweep) start() {
+	sw.started.Store(true)
+	go sw.run()
+}
+
+// end stops the sweep and waits for it, if it runs.
+func (sw *sweep) end() {
+	sw.stopOnce.Do(func() { close(sw.stop) })
+	if sw.started.Load() {
+		<-sw.stopped
+	}
+}
