@@ -108,7 +108,8 @@ func (o *Outcome) Copy(w http.ResponseWriter, idleTimeout time.Duration) (int64,
 	defer out.finish()
 
 	var body io.Reader = resp.Body
-	if idleTimeout > 0 && o.Cancel != nil {
+	// A body that has all arrived cannot stall: no watch, no timer.
+	if idleTimeout > 0 && o.Cancel != nil && !out.arrived {
 		out.idle = idleWatch{body: resp.Body, timeout: idleTimeout, cancel: o.Cancel}
 		defer out.idle.stop()
 		body = &out.idle

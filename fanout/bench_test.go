@@ -2,6 +2,7 @@ package fanout
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -9,7 +10,9 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
 
+	"balancing-reverse-proxy/h1server"
 	"balancing-reverse-proxy/logging"
 )
 
@@ -81,13 +84,22 @@ func BenchmarkProxy(b *testing.B) {
 // without TLS too when h2c, and returns its URL.
 func serveBench(b *testing.B, schedule Schedule, urls []string, h2c bool) string {
 	b.Helper()
-	srv := httptest.NewUnstartedServer(logging.Requests(zerolog.Nop(), "X-Request-Id")(buildProxy(b, schedule, urls)))
+	// As the proxy serves: its own HTTP/1.1 server in front of Go's, which
+	// takes h2c.
+	server := &http.Server{Handler: logging.Requests(zerolog.Nop(), "X-Request-Id")(buildProxy(b, schedule, urls))}
 	if h2c {
-		srv.Config.Protocols = new(http.Protocols)
-		srv.Config.Protocols.SetHTTP1(true)
-		srv.Config.Protocols.SetUnencryptedHTTP2(true)
+		server.Protocols = new(http.Protocols)
+		server.Protocols.SetHTTP1(true)
+		server.Protocols.SetUnencryptedHTTP2(true)
 	}
-	srv.Start()
-	b.Cleanup(srv.Close)
-	return srv.URL
+	front := h1server.New(server)
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(b, err)
+	served := make(chan error, 1)
+	go func() { served <- front.Serve(listener) }()
+	b.Cleanup(func() {
+		_ = front.Close()
+		<-served
+	})
+	return "http://" + listener.Addr().String()
 }

@@ -9,11 +9,8 @@ import (
 	"net"
 	"net/http"
 	"runtime"
-	"strings"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/net/http/httpguts"
 )
 
 // connection states, for Shutdown: an idle connection waits for the first
@@ -35,11 +32,7 @@ type conn struct {
 	br  *bufio.Reader
 	bw  *bufio.Writer
 	// body is the response body's buffer, reset for each response.
-	body *bufio.Writer
-	// head reads a request head, already in br's buffer, for
-	// http.ReadRequest.
-	head       *bufio.Reader
-	headBytes  bytes.Reader
+	body       *bufio.Writer
 	ctx        context.Context
 	remoteAddr string
 	watch      watch
@@ -57,7 +50,6 @@ func newConn(s *Server, raw net.Conn) *conn {
 	c.br = bufio.NewReaderSize(&c.src, headBufferSize)
 	c.bw = bufio.NewWriterSize(raw, 4<<10)
 	c.body = bufio.NewWriterSize(nil, bufferBeforeChunking)
-	c.head = bufio.NewReaderSize(nil, headBufferSize)
 	c.watch.conn = c
 	c.watch.done = make(chan struct{}, 1)
 	c.accepted = time.Now()
@@ -254,52 +246,17 @@ func leadingCRorLF(b []byte) int {
 	return n
 }
 
-// parse reads head with Go's parser and returns the request, or nil when it
-// is not one this server serves: anything but an HTTP/1.1 request in origin
-// form with a length-delimited body or none, without Expect or Upgrade,
-// whose fields pass Go's server checks. Those go to Go's server, which
-// answers them, or refuses them, as it always has.
+// parse returns the request of head, or nil when it is not one this server
+// serves (see parseHead), or longer than the fallback's MaxHeaderBytes.
 func (c *conn) parse(head []byte) *http.Request {
-	if max := c.server.maxHeaderBytes(); len(head) > max {
+	if len(head) > c.server.maxHeaderBytes() {
 		return nil
 	}
-	c.headBytes.Reset(head)
-	c.head.Reset(&c.headBytes)
-	req, err := http.ReadRequest(c.head)
-	if err != nil || !plainRequest(req) {
-		return nil
+	req := parseHead(head)
+	if req != nil {
+		req.RemoteAddr = c.remoteAddr
 	}
-	req.RemoteAddr = c.remoteAddr
 	return req
-}
-
-// plainRequest reports whether req, as Go's parser read it, is one this
-// server serves.
-func plainRequest(req *http.Request) bool {
-	if req.Proto != "HTTP/1.1" || !strings.HasPrefix(req.RequestURI, "/") ||
-		req.Method == http.MethodConnect || req.TransferEncoding != nil {
-		return false
-	}
-	// An origin-form request's Host is its one Host field (two fail the
-	// parse); an empty one, or none, is Go's server's to judge.
-	if req.Host == "" || !httpguts.ValidHostHeader(req.Host) {
-		return false
-	}
-	for name, values := range req.Header {
-		switch name {
-		case "Transfer-Encoding", "Expect", "Upgrade":
-			return false
-		}
-		if !httpguts.ValidHeaderFieldName(name) {
-			return false
-		}
-		for _, v := range values {
-			if !httpguts.ValidHeaderFieldValue(v) {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // handOver gives the connection, with the bytes read from it so far, to Go's
@@ -350,7 +307,12 @@ func (c *conn) closeWriteAndWait() {
 	if cw, ok := c.raw.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}
-	time.Sleep(rstAvoidanceDelay)
+	wait := time.NewTimer(rstAvoidanceDelay)
+	defer wait.Stop()
+	select {
+	case <-wait.C:
+	case <-c.server.closed:
+	}
 }
 
 // rstAvoidanceDelay is how long closeWriteAndWait waits, as Go's server.

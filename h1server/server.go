@@ -33,6 +33,9 @@ type Server struct {
 	handoff  *handoffListener
 	sweep    *sweep
 	stopping atomic.Bool
+	// closed is closed by Close: a connection's last wait ends at once.
+	closed    chan struct{}
+	closeOnce sync.Once
 
 	mu       sync.Mutex
 	listener net.Listener
@@ -45,7 +48,7 @@ type Server struct {
 func New(fallback *http.Server) *Server {
 	s := &Server{
 		fallback: fallback, handler: fallback.Handler, baseCtx: context.Background(),
-		handoff: newHandoffListener(), conns: make(map[*conn]struct{}),
+		handoff: newHandoffListener(), conns: make(map[*conn]struct{}), closed: make(chan struct{}),
 	}
 	s.sweep = newSweep(s)
 	return s
@@ -120,6 +123,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // too.
 func (s *Server) Close() error {
 	s.stopping.Store(true)
+	s.closeOnce.Do(func() { close(s.closed) })
 	s.mu.Lock()
 	var err error
 	if s.listener != nil {
