@@ -238,13 +238,16 @@ func (x *exchange) finish() {
 			drained = false
 		}
 	}
-	x.losers.cancelAllBut(nil)
+	// Those that have answered by now are left to come in and be read out
+	// like the others: cancelled, their connections would be reset.
+	x.losers.cancelUnanswered(x.winner)
 	x.running.Wait()
 	close(x.results)
 	for outcome := range x.results {
 		x.note(outcome)
-		outcome.Close()
+		x.losers.drain(outcome)
 	}
+	x.losers.cancelAllBut(nil)
 	if x.fallback != nil {
 		x.fallback.Close()
 	}

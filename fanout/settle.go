@@ -67,12 +67,12 @@ func (l *losers) settle(winner *endpointresponse.Outcome, inline bool) {
 	}
 }
 
-// cancelUnanswered cancels the attempts other than keep that have no answer
-// yet; those that have one are left to be read out.
+// cancelUnanswered cancels the attempts other than keep (nil: none kept)
+// that have no answer yet; those that have one are left to be read out.
 func (l *losers) cancelUnanswered(keep *endpointresponse.Outcome) {
 	answered := l.answered.Load()
 	for i, cancel := range l.cancels {
-		if i != keep.Attempt-1 && (i >= 64 || answered&(1<<i) == 0) {
+		if (keep == nil || i != keep.Attempt-1) && (i >= 64 || answered&(1<<i) == 0) {
 			cancel()
 		}
 	}

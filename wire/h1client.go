@@ -3,6 +3,7 @@ package wire
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -144,7 +145,7 @@ func (c *h1Client) roundTrip(req *http.Request) (*http.Response, error) {
 		// As Go's Transport: a reused connection that the endpoint closed
 		// as the request went out is retried once on a new one, when the
 		// endpoint cannot have acted on it or the request can be repeated.
-		if !retried && conn.reused && failure.idleEnd && (!failure.wrote || replayable(req)) && ctx.Err() == nil {
+		if !retried && failure.idleEnd && (!failure.wrote || replayable(req)) && ctx.Err() == nil {
 			continue
 		}
 		if !failure.wrote {
@@ -207,11 +208,11 @@ func (c *h1Client) get(ctx context.Context, key poolKey) (*h1Conn, error) {
 		}
 		conn.Close()
 	}
-	raw, err := c.dialer.DialContext(ctx, "tcp", key.address)
+	raw, err := c.dial(ctx, key)
 	if err != nil {
 		return nil, err
 	}
-	conn := &h1Conn{Conn: raw, raw: raw, client: c, key: key}
+	conn := c.newConn(raw, key)
 	if key.tls {
 		secure, err := handshake(ctx, raw, c.tls, key.address, "h2", "http/1.1")
 		if err != nil {
@@ -226,9 +227,50 @@ func (c *h1Client) get(ctx context.Context, key poolKey) (*h1Conn, error) {
 		conn.Conn = secure
 	}
 	conn.br = bufio.NewReaderSize(conn.Conn, 4<<10)
+	conn.heads.br = conn.br
+	return conn, nil
+}
+
+// newConn makes the connection of raw, a new TCP connection for key.
+func (c *h1Client) newConn(raw net.Conn, key poolKey) *h1Conn {
+	conn := &h1Conn{Conn: raw, raw: raw, client: c, key: key}
+	conn.br = bufio.NewReaderSize(conn.Conn, 4<<10)
 	conn.heads = headReader{br: conn.br, maxBytes: c.maxHeadBytes, maxFields: c.maxFields}
 	conn.abortFunc = conn.abort
-	return conn, nil
+	_, tcp := raw.(*net.TCPConn)
+	conn.plainTCP = tcp && !key.tls
+	return conn
+}
+
+// dial connects to key's address. A request cancelled while it dials (a
+// fan-out loser, most often) returns at once, and the dial goes on: a
+// plain TCP connection that it makes goes to the pool for the next request,
+// rather than that request dialling again, as Go's Transport does.
+func (c *h1Client) dial(ctx context.Context, key poolKey) (net.Conn, error) {
+	type dialed struct {
+		conn net.Conn
+		err  error
+	}
+	done := make(chan dialed, 1)
+	go func() {
+		conn, err := c.dialer.DialContext(context.WithoutCancel(ctx), "tcp", key.address)
+		done <- dialed{conn, err}
+	}()
+	select {
+	case d := <-done:
+		return d.conn, d.err
+	case <-ctx.Done():
+		go func() {
+			if d := <-done; d.err == nil {
+				if key.tls {
+					d.conn.Close()
+					return
+				}
+				c.put(c.newConn(d.conn, key))
+			}
+		}()
+		return nil, ctx.Err()
+	}
 }
 
 // quiet reports whether conn, an idle connection, has nothing to give: no
@@ -345,16 +387,115 @@ type h1Conn struct {
 	// while it carries a request it did not carry first.
 	idleSince time.Time
 	reused    bool
+	// plainTCP is set for a connection without TLS. cutWait is set once
+	// abort has cut its request short by deadlines rather than by a reset;
+	// abortMu is held by such an abort, so that deadlines set after it come
+	// after its own.
+	plainTCP bool
+	cutWait  atomic.Bool
+	abortMu  sync.Mutex
+	// hooked counts the abort hooked to the request's context, until it is
+	// unhooked or has run.
+	hooked sync.WaitGroup
 }
 
-// abort stops the request the connection carries, for good: it resets the
-// connection (as framingConn.Close does, and for the same reasons), which
-// ends any read or write on it.
+// abort stops the request the connection carries, at once: over plain
+// TCP by deadlines in the past, which end any read or write on it and leave
+// the connection to be salvaged (see salvage) or, if its answer was read
+// whole, put back; over TLS by a reset of the connection (as
+// framingConn.Close does, and for the same reasons).
 func (c *h1Conn) abort() {
+	defer c.hooked.Done()
+	if !c.plainTCP {
+		c.reset()
+		return
+	}
+	c.abortMu.Lock()
+	defer c.abortMu.Unlock()
+	c.cutWait.Store(true)
+	_ = c.raw.SetDeadline(longAgo)
+}
+
+// unhook unhooks abort from the request's context with stop, and reports
+// whether abort ran, once it has returned. An exchange hooks it once and
+// unhooks it once.
+func (c *h1Conn) unhook(stop func() bool) (aborted bool) {
+	if stop() {
+		c.hooked.Done()
+		return false
+	}
+	c.hooked.Wait()
+	return true
+}
+
+// uncut clears the deadlines of an abort that has cut the connection's
+// request short, and reports whether there was one.
+func (c *h1Conn) uncut() bool {
+	c.abortMu.Lock()
+	defer c.abortMu.Unlock()
+	return c.cutWait.Swap(false) && c.raw.SetDeadline(time.Time{}) == nil
+}
+
+// closeAfter closes the connection after its request failed: with a reset
+// when an abort cut it, as abort over TLS does.
+func (c *h1Conn) closeAfter() {
+	if c.cutWait.Load() {
+		c.reset()
+		return
+	}
+	c.Close()
+}
+
+// reset closes the connection with a reset, leaving no TIME_WAIT socket.
+func (c *h1Conn) reset() {
 	if tcp, ok := c.raw.(*net.TCPConn); ok {
 		_ = tcp.SetLinger(0)
 	}
 	c.raw.Close()
+}
+
+// salvageable reports whether abort cut the wait for the head short, the
+// head read failing before its first byte (err) or read whole all the same
+// (nil), and if so gives the salvage its deadline.
+func (c *h1Conn) salvageable(err error) bool {
+	if !c.cutWait.Load() || err != nil && len(c.heads.buf) > 0 {
+		return false
+	}
+	return c.uncut() && c.raw.SetReadDeadline(time.Now().Add(salvageWait)) == nil
+}
+
+// salvageWait bounds how long salvage waits for a cancelled request's answer,
+// and salvageMax the length of an answer it reads out.
+const (
+	salvageWait = 50 * time.Millisecond
+	salvageMax  = 64 << 10
+)
+
+// salvage reads out, off the request's goroutine, the answer to a request
+// cancelled while it waited for its head, typically a fan-out or hedged
+// loser: a small answer that comes within salvageWait puts the connection
+// back in the pool, where closing it would have the next request dial a new
+// one (a third of fan-out's cost when losers were cut). Any other answer, or
+// none, resets it as abort would have.
+func (c *h1Conn) salvage(method string) {
+	var resp http.Response
+	f, _, err := c.heads.readResponse(method, &resp)
+	c.salvageBody(f, err == nil)
+}
+
+// salvageBody reads out the body framed by f (when headRead, its head read
+// whole) and puts the connection back, or resets it.
+func (c *h1Conn) salvageBody(f framing, headRead bool) {
+	clean := headRead && !f.close && !f.spent && (f.body == noBody || f.body == lengthBody && f.length <= salvageMax)
+	if clean && f.body == lengthBody {
+		_, err := io.CopyN(io.Discard, c.br, f.length)
+		clean = err == nil
+	}
+	if !clean || c.br.Buffered() > 0 || c.raw.SetReadDeadline(time.Time{}) != nil {
+		c.reset()
+		return
+	}
+	c.client.put(c)
 }
 
 // Close closes the connection without TLS's closing alert, which could wait
@@ -366,17 +507,18 @@ func (c *h1Conn) Close() error { return c.raw.Close() }
 type failure struct {
 	err error
 	// wrote is set when any of the request was written; idleEnd when the
-	// connection then ended without a byte of an answer.
+	// connection, a reused one, then ended without a byte of an answer.
 	wrote, idleEnd bool
 }
 
 // exchange writes the encoded request and reads its answer's head. The
 // connection is then the answer's body's, or closed.
 func (c *h1Conn) exchange(ctx context.Context, req *http.Request) (*http.Response, *failure) {
+	c.hooked.Add(1)
 	stop := context.AfterFunc(ctx, c.abortFunc)
 	fail := func(f *failure) (*http.Response, *failure) {
-		stop()
-		c.Close()
+		c.unhook(stop)
+		c.closeAfter()
 		f.err = ctxErr(ctx, f.err)
 		return nil, f
 	}
@@ -385,8 +527,19 @@ func (c *h1Conn) exchange(ctx context.Context, req *http.Request) (*http.Respons
 	}
 	x := &answer{conn: c, stop: stop, ctx: ctx}
 	f, idleEnd, err := c.heads.readResponse(req.Method, &x.resp)
-	if err != nil {
-		return fail(&failure{err: err, wrote: true, idleEnd: idleEnd})
+	if (err != nil || c.cutWait.Load()) && c.unhook(stop) && c.salvageable(err) {
+		// Cut short before a byte of the head, or as it came: the answer
+		// may still be read out, and the connection kept.
+		if err != nil {
+			go c.salvage(req.Method)
+		} else {
+			go c.salvageBody(f, true)
+		}
+		return nil, &failure{err: ctxErr(ctx, context.Canceled), wrote: true}
+	}
+	if err != nil || c.cutWait.Load() {
+		c.closeAfter()
+		return nil, &failure{err: ctxErr(ctx, cmp.Or(err, context.Canceled)), wrote: true, idleEnd: idleEnd && c.reused}
 	}
 	x.resp.Request = req
 	x.body.answer = x
@@ -569,12 +722,13 @@ func (x *answer) release(clean bool) {
 	}
 	c := x.conn
 	// A reset under way has the connection; once stop returns true, none
-	// will come.
-	if x.stop() && clean && !x.framing.close && !x.framing.spent && c.br.Buffered() == 0 {
+	// will come. An abort by deadlines leaves an answer read whole as good.
+	aborted := c.unhook(x.stop)
+	if clean && !x.framing.close && !x.framing.spent && c.br.Buffered() == 0 && (!aborted || c.uncut()) {
 		c.client.put(c)
 		return
 	}
-	c.Close()
+	c.closeAfter()
 }
 
 // end records err as what the body's reads return from now on, unless

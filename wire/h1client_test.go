@@ -2,12 +2,14 @@ package wire
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"balancing-reverse-proxy/internal/rawendpoint"
 	"balancing-reverse-proxy/internal/testcert"
@@ -140,4 +142,106 @@ func TestOwnClientNeverReusesATLSConnectionWithBytesLeftInTLS(t *testing.T) {
 	_, body = get(t, transport, url)
 	assert.Equal(t, "clean", body, "the bytes past the first answer are no answer to the second request")
 	assert.EqualValues(t, 2, endpoint.Connections(), "the connection with bytes left was not used again")
+}
+
+// nextAfterFirst starts an endpoint that has first answer the first request
+// of its first connection, and answers every other request "next" at once.
+func nextAfterFirst(t *testing.T, first func(conn net.Conn, done <-chan struct{})) *rawendpoint.Endpoint {
+	return rawendpoint.Handle(t, nil, func(conn net.Conn, number int32, done <-chan struct{}) {
+		br := bufio.NewReader(conn)
+		for request := 1; ; request++ {
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			if number == 1 && request == 1 {
+				first(conn, done)
+				continue
+			}
+			_, _ = io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext")
+		}
+	})
+}
+
+// TestOwnClientSalvagesTheConnectionOfACancelledRequest cancels a request
+// while its endpoint is slow to answer: an answer that comes soon after, and
+// is small and whole, is read out and its connection carries the next
+// request; one that comes too late, or that the connection cannot be kept
+// for, leaves the next request a new connection.
+func TestOwnClientSalvagesTheConnectionOfACancelledRequest(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name      string
+		delay     time.Duration
+		late      string
+		wantConns int
+	}{
+		{"a small answer soon after", 20 * time.Millisecond, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate", 1},
+		{"an answer without a body", 20 * time.Millisecond, "HTTP/1.1 204 No Content\r\n\r\n", 1},
+		{"an answer after the salvage's wait", 4 * salvageWait, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate", 2},
+		{"a chunked answer", 20 * time.Millisecond, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nlate\r\n0\r\n\r\n", 2},
+		{"an answer that closes", 20 * time.Millisecond, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 4\r\n\r\nlate", 2},
+		{"bytes past the answer", 20 * time.Millisecond, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlateHTTP/1.1 200 OK\r\n\r\n", 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			endpoint := nextAfterFirst(t, func(conn net.Conn, done <-chan struct{}) {
+				select {
+				case <-time.After(c.delay):
+					_, _ = io.WriteString(conn, c.late)
+				case <-done:
+				}
+			})
+			transport := New(Options{})
+			defer transport.CloseIdleConnections()
+			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Millisecond)
+			defer cancel()
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint.URL, nil)
+			require.NoError(t, err)
+			_, err = transport.RoundTrip(req)
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			// The salvage, if any, ends within its wait.
+			time.Sleep(c.delay + salvageWait)
+			_, body := get(t, transport, endpoint.URL)
+			require.Equal(t, "next", body)
+			require.Equal(t, c.wantConns, endpoint.Connections())
+		})
+	}
+}
+
+// TestOwnClientKeepsTheConnectionOfAnAnswerReadWholeAfterItsCancel: a loser
+// cancelled once its answer has arrived is read out from the buffer, and its
+// connection carries the next request; one cancelled with its body still
+// to come is cut.
+func TestOwnClientKeepsTheConnectionOfAnAnswerReadWholeAfterItsCancel(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name      string
+		answer    string
+		wantErr   bool
+		wantConns int
+	}{
+		{"the body arrived with the head", "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbody", false, 1},
+		{"the body still to come", "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nbody", true, 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			endpoint := nextAfterFirst(t, func(conn net.Conn, _ <-chan struct{}) { _, _ = io.WriteString(conn, c.answer) })
+			transport := New(Options{})
+			defer transport.CloseIdleConnections()
+			ctx, cancel := context.WithCancel(t.Context())
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint.URL, nil)
+			require.NoError(t, err)
+			resp, err := transport.RoundTrip(req)
+			require.NoError(t, err)
+			// The whole of the first answer is in the client's buffer.
+			time.Sleep(20 * time.Millisecond)
+			cancel()
+			_, err = io.ReadAll(resp.Body)
+			require.Equal(t, c.wantErr, err != nil, "%v", err)
+			require.NoError(t, resp.Body.Close())
+			_, body := get(t, transport, endpoint.URL)
+			require.Equal(t, "next", body)
+			require.Equal(t, c.wantConns, endpoint.Connections())
+		})
+	}
 }
