@@ -2,6 +2,7 @@ package fanout
 
 import (
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -178,10 +179,19 @@ func TestObserversCostNoAllocation(t *testing.T) {
 			t.Fatalf("status %d", w.Code)
 		}
 	}
-	without := testing.AllocsPerRun(200, serveOnce)
+	// The least of several runs: under the race detector sync.Pool drops
+	// some of what it is given, and the copy buffer is then made anew.
+	fewest := func() float64 {
+		least := math.Inf(1)
+		for range 5 {
+			least = min(least, testing.AllocsPerRun(100, serveOnce))
+		}
+		return least
+	}
+	without := fewest()
 	counter := &countingObserver{}
 	proxy.Observers = []Observer{counter, &countingObserver{}}
-	with := testing.AllocsPerRun(200, serveOnce)
+	with := fewest()
 	require.Positive(t, counter.events, "the observer was told")
 	assert.Equal(t, without, with, "allocations per request without observers and with two")
 }
