@@ -347,6 +347,10 @@ var responseCases = map[string]http.HandlerFunc{
 		w.Header().Set("Connection", "close")
 		_, _ = io.WriteString(w, "bye")
 	},
+	"close among spaces": func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "keep-alive close")
+		_, _ = io.WriteString(w, "bye")
+	},
 	"odd fields": func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Lines", "a\r\nb\nc")
 		w.Header().Set("X-Space", "  padded  ")

@@ -250,6 +250,9 @@ func (w *response) finish() {
 	// disarmed before the connection is read again.
 	_ = w.reqBody.Close()
 	w.conn.watch.disarm()
+	if w.req.MultipartForm != nil {
+		_ = w.req.MultipartForm.RemoveAll()
+	}
 }
 
 // shouldReuseConnection reports whether the connection may carry another
@@ -538,16 +541,20 @@ func isProtocolSwitch(code int, h http.Header) bool {
 		httpguts.HeaderValuesContainsToken(h["Connection"], "Upgrade")
 }
 
-// hasToken reports whether the comma-separated list v holds token, in any
-// case.
+// hasToken reports whether v holds token, in any case, between spaces,
+// tabs or commas (or its ends), as Go's server reads it.
 func hasToken(v, token string) bool {
-	for element := range strings.SplitSeq(v, ",") {
-		if strings.EqualFold(textproto.TrimString(element), token) {
+	for start := 0; start+len(token) <= len(v); start++ {
+		end := start + len(token)
+		if (start == 0 || isTokenBoundary(v[start-1])) && (end == len(v) || isTokenBoundary(v[end])) &&
+			strings.EqualFold(v[start:end], token) {
 			return true
 		}
 	}
 	return false
 }
+
+func isTokenBoundary(b byte) bool { return b == ' ' || b == ',' || b == '\t' }
 
 // forEachElement calls fn for each non-empty element of the list v.
 func forEachElement(v string, fn func(string)) {

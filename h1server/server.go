@@ -46,8 +46,12 @@ type Server struct {
 
 // New returns a Server in front of fallback.
 func New(fallback *http.Server) *Server {
+	handler := fallback.Handler
+	if handler == nil {
+		handler = http.DefaultServeMux
+	}
 	s := &Server{
-		fallback: fallback, handler: fallback.Handler, baseCtx: context.Background(),
+		fallback: fallback, handler: handler, baseCtx: context.Background(),
 		handoff: newHandoffListener(), conns: make(map[*conn]struct{}), closed: make(chan struct{}),
 	}
 	s.sweep = newSweep(s)
@@ -58,6 +62,12 @@ func New(fallback *http.Server) *Server {
 // it returns http.ErrServerClosed after Shutdown or Close.
 func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
+	if s.shuttingDown() {
+		// Shutdown or Close came first, and had no listener to close.
+		s.mu.Unlock()
+		_ = l.Close()
+		return http.ErrServerClosed
+	}
 	s.listener = l
 	s.handoff.addr = l.Addr()
 	s.fallbackServed = make(chan error, 1)
@@ -131,6 +141,9 @@ func (s *Server) Close() error {
 	}
 	for c := range s.conns {
 		_ = c.raw.Close()
+		// As the read Go's server has going: the handler's context ends
+		// with its connection.
+		c.watch.cancelArmed()
 	}
 	s.mu.Unlock()
 	s.sweep.end()

@@ -250,6 +250,42 @@ func TestShutdownClosesIdleConnectionsAndLetsRequestsFinish(t *testing.T) {
 	require.Error(t, err, "no longer accepting")
 }
 
+func TestServeAfterShutdownReturnsAtOnce(t *testing.T) {
+	s := New(&http.Server{Handler: http.NotFoundHandler()})
+	require.NoError(t, s.Shutdown(context.Background()))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(l) }()
+	select {
+	case err := <-served:
+		require.ErrorIs(t, err, http.ErrServerClosed)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve after Shutdown still serves")
+	}
+	_, err = net.Dial("tcp", l.Addr().String())
+	require.Error(t, err, "its listener is closed")
+}
+
+func TestCloseCancelsTheRequestsInFlight(t *testing.T) {
+	started := make(chan struct{})
+	cancelled := make(chan error, 1)
+	addr, s := serve(t, &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		select {
+		case <-r.Context().Done():
+			cancelled <- r.Context().Err()
+		case <-time.After(10 * time.Second):
+			cancelled <- nil
+		}
+	})})
+	c := dial(t, addr)
+	c.send(t, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	<-started
+	require.NoError(t, s.Close())
+	require.ErrorIs(t, <-cancelled, context.Canceled)
+}
+
 func TestShutdownGivesUpAtItsContextsEnd(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)

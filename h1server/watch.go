@@ -76,6 +76,15 @@ func (w *watch) startIfDue(now int64) {
 	}
 }
 
+// cancelArmed cancels the context of the request the watch is armed for.
+func (w *watch) cancelArmed() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.armed {
+		w.cancel()
+	}
+}
+
 // read is the watch itself, on a goroutine of its own.
 func (w *watch) read() {
 	n, err := w.conn.raw.Read(w.got[:])

@@ -458,7 +458,7 @@ func (c *h1Conn) reset() {
 // head read failing before its first byte (err) or read whole all the same
 // (nil), and if so gives the salvage its deadline.
 func (c *h1Conn) salvageable(err error) bool {
-	if !c.cutWait.Load() || err != nil && len(c.heads.buf) > 0 {
+	if !c.cutWait.Load() || err != nil && (len(c.heads.buf) > 0 || !errors.Is(err, os.ErrDeadlineExceeded)) {
 		return false
 	}
 	return c.uncut() && c.raw.SetReadDeadline(time.Now().Add(salvageWait)) == nil
@@ -527,7 +527,8 @@ func (c *h1Conn) exchange(ctx context.Context, req *http.Request) (*http.Respons
 	}
 	x := &answer{conn: c, stop: stop, ctx: ctx}
 	f, idleEnd, err := c.heads.readResponse(req.Method, &x.resp)
-	if (err != nil || c.cutWait.Load()) && c.unhook(stop) && c.salvageable(err) {
+	cut := c.cutWait.Load()
+	if (err != nil || cut) && c.unhook(stop) && c.salvageable(err) {
 		// Cut short before a byte of the head, or as it came: the answer
 		// may still be read out, and the connection kept.
 		if err != nil {
@@ -537,7 +538,7 @@ func (c *h1Conn) exchange(ctx context.Context, req *http.Request) (*http.Respons
 		}
 		return nil, &failure{err: ctxErr(ctx, context.Canceled), wrote: true}
 	}
-	if err != nil || c.cutWait.Load() {
+	if err != nil || cut {
 		c.closeAfter()
 		return nil, &failure{err: ctxErr(ctx, cmp.Or(err, context.Canceled)), wrote: true, idleEnd: idleEnd && c.reused}
 	}
