@@ -2,7 +2,6 @@ package h1server
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -31,7 +30,8 @@ type conn struct {
 	src replayConn
 	br  *bufio.Reader
 	bw  *bufio.Writer
-	// body is the response body's buffer, reset for each response.
+	// body buffers the first bufferBeforeChunking bytes of a response body
+	// in front of its chunks; reset for each response.
 	body       *bufio.Writer
 	ctx        context.Context
 	remoteAddr string
@@ -154,7 +154,6 @@ func (c *conn) serveRequest(req *http.Request) *response {
 	}
 	w.reqBody = req.Body
 	c.body.Reset(chunks{w})
-	w.body = c.body
 	c.lastMethod = req.Method
 	c.server.handler.ServeHTTP(w, req)
 	cancel()
@@ -195,8 +194,9 @@ func (c *conn) peekHead() (head []byte, plain bool, err error) {
 		peek, _ := c.br.Peek(4)
 		_, _ = c.br.Discard(leadingCRorLF(peek))
 	}
-	for want := 1; ; {
-		buffered, err := c.br.Peek(want)
+	// Each line feed is looked at once, however the head arrives.
+	for scanned := 0; ; {
+		buffered, err := c.br.Peek(scanned + 1)
 		if err != nil {
 			// Go's server answers a head cut by the client's end, and
 			// drops the connection on any other error.
@@ -206,33 +206,32 @@ func (c *conn) peekHead() (head []byte, plain bool, err error) {
 			return nil, false, err
 		}
 		buffered, _ = c.br.Peek(c.br.Buffered())
-		if end := bytes.Index(buffered, headEnd); end >= 0 {
-			head = buffered[:end+len(headEnd)]
-			return head, !hasBareLF(head), nil
-		}
-		if hasBareLF(buffered) || len(buffered) == c.br.Size() {
+		end, bare := headEnd(buffered, scanned)
+		switch {
+		case end > 0:
+			return buffered[:end], true, nil
+		case bare || len(buffered) == c.br.Size():
 			return nil, false, nil
 		}
-		want = len(buffered) + 1
+		scanned = len(buffered)
 	}
 }
 
-var headEnd = []byte("\r\n\r\n")
-
-// hasBareLF reports whether b has a line feed without a carriage return
-// before it, which Go's parser takes as a line's end too.
-func hasBareLF(b []byte) bool {
-	for i := bytes.IndexByte(b, '\n'); i >= 0; {
-		if i == 0 || b[i-1] != '\r' {
-			return true
+// headEnd returns the length of the head at the start of b, up to and with
+// its empty line, or 0 if b holds no whole head; bare is set when a line
+// feed without a carriage return before it (which Go's parser takes as a
+// line's end too) comes first. It looks at the line feeds from b[from:] on.
+func headEnd(b []byte, from int) (end int, bare bool) {
+	for i := from; i < len(b); i++ {
+		switch {
+		case b[i] != '\n':
+		case i == 0 || b[i-1] != '\r':
+			return 0, true
+		case i >= 3 && b[i-2] == '\n':
+			return i + 1, false
 		}
-		next := bytes.IndexByte(b[i+1:], '\n')
-		if next < 0 {
-			return false
-		}
-		i += 1 + next
 	}
-	return false
+	return 0, false
 }
 
 func leadingCRorLF(b []byte) int {

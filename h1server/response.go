@@ -42,9 +42,7 @@ type response struct {
 	wroteHeader bool
 	committed   bool
 	status      int
-	// body buffers the first bufferBeforeChunking bytes in front of chunks.
-	body     *bufio.Writer
-	chunking bool
+	chunking    bool
 	// contentLength is the declared length, or -1; written counts the bytes
 	// the handler wrote.
 	contentLength int64
@@ -160,7 +158,7 @@ func (w *response) Write(p []byte) (int, error) {
 	if w.contentLength != -1 && w.written > w.contentLength {
 		return 0, http.ErrContentLength
 	}
-	return w.body.Write(p)
+	return w.conn.body.Write(p)
 }
 
 // FlushError sends what is written so far to the client.
@@ -168,14 +166,21 @@ func (w *response) FlushError() error {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
-	err := w.body.Flush()
-	if !w.committed {
-		w.writeHead(nil)
-	}
+	err := w.writeBuffered()
 	if e := w.conn.bw.Flush(); err == nil {
 		err = e
 	}
 	w.conn.noteWriteErr(err)
+	return err
+}
+
+// writeBuffered moves the buffered body, and the head before it, into the
+// connection's buffer.
+func (w *response) writeBuffered() error {
+	err := w.conn.body.Flush()
+	if !w.committed {
+		w.writeHead(nil)
+	}
 	return err
 }
 
@@ -233,10 +238,7 @@ func (w *response) finish() {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
-	_ = w.body.Flush()
-	if !w.committed {
-		w.writeHead(nil)
-	}
+	_ = w.writeBuffered()
 	bw := w.conn.bw
 	if w.chunking {
 		_, _ = bw.WriteString("0\r\n")
@@ -371,9 +373,7 @@ func (w *response) writeHead(p []byte) {
 		hasCL = false
 	}
 	switch {
-	case isHEAD || !bodyAllowedForStatus(w.status):
-		del("Transfer-Encoding")
-	case hasCL:
+	case isHEAD || !bodyAllowedForStatus(w.status) || hasCL:
 		del("Transfer-Encoding")
 	case hasTE && te == "identity":
 		w.closeAfter = true

@@ -99,6 +99,8 @@ func TestServesPlainRequestsAndHandsTheRestToGo(t *testing.T) {
 		{"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n", "go /c hi"},
 		{"POST /d HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi", "go /d hi"},
 		{"GET /e HTTP/1.0\r\n\r\n", "go /e "},
+		// Not waited on for a CRLF that will not come.
+		{"GET /bare HTTP/1.1\nHost: x\n\n", "go /bare "},
 		{"GET /f HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", "go /f "},
 		{"GET /g HTTP/1.1\r\nHost: x\r\nX: " + strings.Repeat("v", headBufferSize) + "\r\n\r\n", "go /g "},
 	} {

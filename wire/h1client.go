@@ -212,34 +212,32 @@ func (c *h1Client) get(ctx context.Context, key poolKey) (*h1Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn := c.newConn(raw, key)
-	if key.tls {
-		secure, err := handshake(ctx, raw, c.tls, key.address, "h2", "http/1.1")
-		if err != nil {
-			return nil, err
-		}
-		speaksHTTP2 := secure.ConnectionState().NegotiatedProtocol == "h2"
-		c.http2.note(key.address, speaksHTTP2)
-		if speaksHTTP2 {
-			raw.Close()
-			return nil, errSpeaksHTTP2
-		}
-		conn.Conn = secure
+	if !key.tls {
+		return c.newConn(raw, raw, key), nil
 	}
-	conn.br = bufio.NewReaderSize(conn.Conn, 4<<10)
-	conn.heads.br = conn.br
-	return conn, nil
+	secure, err := handshake(ctx, raw, c.tls, key.address, "h2", "http/1.1")
+	if err != nil {
+		return nil, err
+	}
+	speaksHTTP2 := secure.ConnectionState().NegotiatedProtocol == "h2"
+	c.http2.note(key.address, speaksHTTP2)
+	if speaksHTTP2 {
+		raw.Close()
+		return nil, errSpeaksHTTP2
+	}
+	return c.newConn(secure, raw, key), nil
 }
 
-// newConn makes the connection of raw, a new TCP connection for key.
-func (c *h1Client) newConn(raw net.Conn, key poolKey) *h1Conn {
-	conn := &h1Conn{Conn: raw, raw: raw, client: c, key: key}
-	conn.br = bufio.NewReaderSize(conn.Conn, 4<<10)
-	conn.heads = headReader{br: conn.br, maxBytes: c.maxHeadBytes, maxFields: c.maxFields}
-	conn.abortFunc = conn.abort
-	_, tcp := raw.(*net.TCPConn)
-	conn.plainTCP = tcp && !key.tls
-	return conn
+// newConn makes the connection for key of conn, over raw, a new TCP
+// connection (conn itself, or TLS over it).
+func (c *h1Client) newConn(conn, raw net.Conn, key poolKey) *h1Conn {
+	h := &h1Conn{Conn: conn, raw: raw, client: c, key: key}
+	h.br = bufio.NewReaderSize(conn, 4<<10)
+	h.heads = headReader{br: h.br, maxBytes: c.maxHeadBytes, maxFields: c.maxFields}
+	h.abortFunc = h.abort
+	_, tcp := conn.(*net.TCPConn)
+	h.plainTCP = tcp
+	return h
 }
 
 // dial connects to key's address. A request cancelled while it dials (a
@@ -266,7 +264,7 @@ func (c *h1Client) dial(ctx context.Context, key poolKey) (net.Conn, error) {
 					d.conn.Close()
 					return
 				}
-				c.put(c.newConn(d.conn, key))
+				c.put(c.newConn(d.conn, d.conn, key))
 			}
 		}()
 		return nil, ctx.Err()

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"syscall"
 	"testing"
 	"time"
 
@@ -244,4 +245,33 @@ func TestOwnClientKeepsTheConnectionOfAnAnswerReadWholeAfterItsCancel(t *testing
 			require.Equal(t, c.wantConns, endpoint.Connections())
 		})
 	}
+}
+
+// TestOwnClientPoolsTheDialOfACancelledRequest: a request cancelled while
+// its connection is being dialled returns at once, and the connection,
+// once made, carries the next request.
+func TestOwnClientPoolsTheDialOfACancelledRequest(t *testing.T) {
+	t.Parallel()
+	endpoint := nextAfterFirst(t, func(conn net.Conn, _ <-chan struct{}) {
+		_, _ = io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext")
+	})
+	transport := New(Options{})
+	defer transport.CloseIdleConnections()
+	const dialTime = 100 * time.Millisecond
+	transport.fast.dialer.Control = func(string, string, syscall.RawConn) error {
+		time.Sleep(dialTime)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Millisecond)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint.URL, nil)
+	require.NoError(t, err)
+	start := time.Now()
+	_, err = transport.RoundTrip(req)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Less(t, time.Since(start), dialTime, "the cancelled request waited for the dial")
+	require.Eventually(t, func() bool { return idleOwn(transport) == 1 }, 5*time.Second, 10*time.Millisecond)
+	_, body := get(t, transport, endpoint.URL)
+	require.Equal(t, "next", body)
+	require.Equal(t, 1, endpoint.Connections())
 }
