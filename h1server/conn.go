@@ -37,9 +37,15 @@ type conn struct {
 	remoteAddr string
 	watch      watch
 	state      atomic.Int32
-	accepted   time.Time
-	writeErr   error
-	lastMethod string
+	// expiresAt is when the connection's wait for its client ends (Unix
+	// nanoseconds), 0 outside a wait, expired once the expiry pass ended it.
+	expiresAt atomic.Int64
+	// deadlineSet is set when a handler set a read deadline, which the
+	// next request does not inherit; whatever reads the body may set it.
+	deadlineSet atomic.Bool
+	accepted    time.Time
+	writeErr    error
+	lastMethod  string
 	// dateSecond and dateText cache the Date field of this second.
 	dateSecond int64
 	dateText   []byte
@@ -94,8 +100,8 @@ func (c *conn) serve() {
 		handedOver = c.handOver()
 		return
 	}
-	if d := c.server.fallback.ReadHeaderTimeout; d > 0 {
-		_ = c.raw.SetReadDeadline(time.Now().Add(d))
+	if !c.wait(c.server.fallback.ReadHeaderTimeout) {
+		return
 	}
 	for {
 		head, plain, err := c.peekHead()
@@ -116,9 +122,9 @@ func (c *conn) serve() {
 			return
 		}
 		_, _ = c.br.Discard(len(head))
-		if c.server.fallback.ReadHeaderTimeout > 0 {
-			// The body has no time limit here, as with Go's server.
-			_ = c.raw.SetReadDeadline(time.Time{})
+		// The body has no time limit here, as with Go's server.
+		if !c.wait(0) {
+			return
 		}
 		w := c.serveRequest(req)
 		if !w.shouldReuseConnection() {
@@ -168,20 +174,16 @@ func (c *conn) serveRequest(req *http.Request) *response {
 // request, then gives the client the header timeout to send the rest of its
 // head, as Go's server does.
 func (c *conn) awaitNext() bool {
-	var deadline time.Time
-	if d := c.server.fallback.IdleTimeout; d > 0 {
-		deadline = time.Now().Add(d)
+	if c.deadlineSet.Swap(false) {
+		_ = c.raw.SetReadDeadline(time.Time{})
 	}
-	_ = c.raw.SetReadDeadline(deadline)
+	if !c.wait(c.server.fallback.IdleTimeout) {
+		return false
+	}
 	if _, err := c.br.Peek(4); err != nil {
 		return false
 	}
-	deadline = time.Time{}
-	if d := c.server.fallback.ReadHeaderTimeout; d > 0 {
-		deadline = time.Now().Add(d)
-	}
-	_ = c.raw.SetReadDeadline(deadline)
-	return true
+	return c.wait(c.server.fallback.ReadHeaderTimeout)
 }
 
 // peekHead waits until the buffer holds a whole request head and returns it.
@@ -270,6 +272,10 @@ func (c *conn) handOver() bool {
 		} else {
 			next = &replayConn{Conn: c.raw, held: held}
 		}
+	}
+	// Go's server keeps time itself.
+	if !c.wait(0) {
+		return false
 	}
 	_ = c.raw.SetReadDeadline(time.Time{})
 	return c.server.handoff.give(next)

@@ -189,6 +189,7 @@ func (w *response) Flush() { _ = w.FlushError() }
 
 // SetReadDeadline sets the deadline of reads from the client's connection.
 func (w *response) SetReadDeadline(deadline time.Time) error {
+	w.conn.deadlineSet.Store(true)
 	return w.conn.raw.SetReadDeadline(deadline)
 }
 

@@ -218,6 +218,60 @@ func TestClosesAConnectionSlowToSendItsHeadOrIdle(t *testing.T) {
 	require.Equal(t, "ab <nil>", body)
 }
 
+func TestAWaitRenewedInTimeIsNotEnded(t *testing.T) {
+	addr, _ := serve(t, &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/slow" {
+				// Longer than both timeouts: they do not apply to a request
+				// being served.
+				time.Sleep(250 * time.Millisecond)
+			}
+			_, _ = io.WriteString(w, r.URL.Path)
+		}),
+		ReadHeaderTimeout: 100 * time.Millisecond,
+		IdleTimeout:       150 * time.Millisecond,
+	})
+	c := dial(t, addr)
+	for i := range 8 {
+		path := fmt.Sprintf("/%d", i)
+		if i == 4 {
+			path = "/slow"
+		}
+		// Each head comes in two parts, within the header timeout, each
+		// request within the idle timeout of the one before.
+		c.send(t, "GET "+path+" HTTP/1.1\r\n")
+		time.Sleep(50 * time.Millisecond)
+		c.send(t, "Host: x\r\n\r\n")
+		resp, body := c.answer(t)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		require.Equal(t, path, body)
+		time.Sleep(60 * time.Millisecond)
+	}
+}
+
+func TestAHandlersReadDeadlineIsNotTheNextRequests(t *testing.T) {
+	addr, _ := serve(t, &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		require.NoError(t, http.NewResponseController(w).SetReadDeadline(time.Now().Add(50*time.Millisecond)))
+		_, _ = io.WriteString(w, r.URL.Path)
+	})})
+	c := dial(t, addr)
+	c.send(t, "GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+	_, body := c.answer(t)
+	require.Equal(t, "/first", body)
+	time.Sleep(150 * time.Millisecond)
+	c.send(t, "GET /second HTTP/1.1\r\nHost: x\r\n\r\n")
+	_, body = c.answer(t)
+	require.Equal(t, "/second", body)
+}
+
+func TestExpiryTickIsATwentiethOfTheShorterTimeout(t *testing.T) {
+	require.Equal(t, 500*time.Millisecond, expiryTick(10*time.Second, 120*time.Second))
+	require.Equal(t, 500*time.Millisecond, expiryTick(0, 10*time.Second), "no header timeout")
+	require.Equal(t, 5*time.Millisecond, expiryTick(20*time.Millisecond, 0), "at least 5 ms")
+	require.Equal(t, time.Second, expiryTick(time.Hour, time.Hour), "at most 1 s")
+	require.Equal(t, time.Duration(0), expiryTick(0, 0), "no timeouts, no pass")
+}
+
 func TestShutdownClosesIdleConnectionsAndLetsRequestsFinish(t *testing.T) {
 	release := make(chan struct{})
 	started := make(chan struct{})

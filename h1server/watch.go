@@ -144,14 +144,13 @@ type sweep struct {
 	wake     chan struct{}
 	stop     chan struct{}
 	stopOnce sync.Once
-	// started is set by Serve, which runs the sweep; stopped is closed as
-	// it ends.
-	started atomic.Bool
-	stopped chan struct{}
+	// running counts the sweep's goroutines, started by Serve: the watches'
+	// and the expiry pass's (see expiry.go).
+	running sync.WaitGroup
 }
 
 func newSweep(s *Server) *sweep {
-	sw := &sweep{server: s, wake: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
+	sw := &sweep{server: s, wake: make(chan struct{}, 1), stop: make(chan struct{})}
 	sw.tick.Store(1)
 	return sw
 }
@@ -173,7 +172,7 @@ func (sw *sweep) disarmed() { sw.count.Add(-1) }
 // run ticks until end: it starts the due watches, and sleeps after
 // idleSweeps ticks with none armed.
 func (sw *sweep) run() {
-	defer close(sw.stopped)
+	defer sw.running.Done()
 	ticker := time.NewTicker(sweepTick)
 	defer ticker.Stop()
 	idle := 0
@@ -220,16 +219,21 @@ func (sw *sweep) sleep(ticker *time.Ticker) bool {
 	return true
 }
 
-// start runs the sweep on a goroutine of its own.
+// start runs the sweep on a goroutine of its own, and the expiry pass on
+// another when the server has timeouts.
 func (sw *sweep) start() {
-	sw.started.Store(true)
+	fallback := sw.server.fallback
+	tick := expiryTick(fallback.ReadHeaderTimeout, fallback.IdleTimeout)
+	sw.running.Add(1)
 	go sw.run()
+	if tick > 0 {
+		sw.running.Add(1)
+		go sw.runExpiry(tick)
+	}
 }
 
 // end stops the sweep and waits for it, if it runs.
 func (sw *sweep) end() {
 	sw.stopOnce.Do(func() { close(sw.stop) })
-	if sw.started.Load() {
-		<-sw.stopped
-	}
+	sw.running.Wait()
 }
