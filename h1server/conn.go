@@ -46,6 +46,10 @@ type conn struct {
 	accepted    time.Time
 	writeErr    error
 	lastMethod  string
+	// response and header are the current request's response and its
+	// header, kept from one request to the next.
+	response response
+	header   http.Header
 	// dateSecond and dateText cache the Date field of this second.
 	dateSecond int64
 	dateText   []byte
@@ -108,11 +112,9 @@ func (c *conn) serve() {
 		if err != nil {
 			return
 		}
-		var req *http.Request
-		if plain {
-			req = c.parse(head)
-		}
-		if req == nil {
+		// Parsed here, copied once with the request's context.
+		var parsed http.Request
+		if !plain || !c.parse(head, &parsed) {
 			handedOver = c.handOver()
 			return
 		}
@@ -126,7 +128,7 @@ func (c *conn) serve() {
 		if !c.wait(0) {
 			return
 		}
-		w := c.serveRequest(req)
+		w := c.serveRequest(&parsed)
 		if !w.shouldReuseConnection() {
 			if w.bodyLimitHit || w.closedRequestBodyEarly() {
 				c.closeWriteAndWait()
@@ -144,13 +146,20 @@ func (c *conn) serve() {
 	}
 }
 
-// serveRequest runs the handler on req and ends its response.
-func (c *conn) serveRequest(req *http.Request) *response {
+// serveRequest runs the handler on parsed, with a context of its own, and
+// ends its response. The response and its header are the connection's, made
+// anew for each request: a handler must not use them once it has returned.
+func (c *conn) serveRequest(parsed *http.Request) *response {
 	ctx, cancel := context.WithCancel(c.ctx)
 	// Also when the handler panics, as Go's server: attempts end with it.
 	defer cancel()
-	req = req.WithContext(ctx)
-	w := &response{conn: c, req: req, handlerHeader: make(http.Header), contentLength: -1, wantsClose: req.Close}
+	req := parsed.WithContext(ctx)
+	if c.header == nil {
+		c.header = make(http.Header)
+	}
+	clear(c.header)
+	w := &c.response
+	*w = response{conn: c, req: req, handlerHeader: c.header, contentLength: -1, wantsClose: req.Close}
 	if req.ContentLength > 0 {
 		req.Body = &body{src: c.br, remaining: req.ContentLength, closing: req.Close,
 			onEOF: func() { c.watch.arm(cancel) }}
@@ -247,17 +256,15 @@ func leadingCRorLF(b []byte) int {
 	return n
 }
 
-// parse returns the request of head, or nil when it is not one this server
-// serves (see parseHead), or longer than the fallback's MaxHeaderBytes.
-func (c *conn) parse(head []byte) *http.Request {
-	if len(head) > c.server.maxHeaderBytes() {
-		return nil
+// parse reads head into req, and reports false when it is not a request
+// this server serves (see parseHead), or longer than the fallback's
+// MaxHeaderBytes.
+func (c *conn) parse(head []byte, req *http.Request) bool {
+	if len(head) > c.server.maxHeaderBytes() || !parseHead(head, req) {
+		return false
 	}
-	req := parseHead(head)
-	if req != nil {
-		req.RemoteAddr = c.remoteAddr
-	}
-	return req
+	req.RemoteAddr = c.remoteAddr
+	return true
 }
 
 // handOver gives the connection, with the bytes read from it so far, to Go's

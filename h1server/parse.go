@@ -9,28 +9,28 @@ import (
 )
 
 // parseHead reads head, a request head up to and with its empty line, into
-// the request Go's parser (http.ReadRequest) would make of it, and returns
-// nil for any head that is not plain: anything but an HTTP/1.1 request in
+// req, as the request Go's parser (http.ReadRequest) would make of it, and
+// reports false for any head that is not plain: anything but an HTTP/1.1 request in
 // origin form, with one valid Host, field names that are tokens, values of
 // visible ASCII, spaces and tabs only, no continued lines, at most one
 // Content-Length of digits, and no Transfer-Encoding, Expect or Upgrade.
 // Those are Go's server's to read, answer or refuse, as it always has. The
 // request's strings share one copy of the head, where Go's parser makes one
 // per field.
-func parseHead(head []byte) *http.Request {
+func parseHead(head []byte, req *http.Request) bool {
 	text := string(head)
 	line, rest, _ := strings.Cut(text, "\r\n")
 	method, target, ok := strings.Cut(line, " ")
 	if !ok || !httpguts.ValidHeaderFieldName(method) {
-		return nil
+		return false
 	}
 	target, proto, ok := strings.Cut(target, " ")
 	if !ok || proto != "HTTP/1.1" || !strings.HasPrefix(target, "/") || method == http.MethodConnect {
-		return nil
+		return false
 	}
 	u, err := url.ParseRequestURI(target)
 	if err != nil {
-		return nil
+		return false
 	}
 	header := make(http.Header, strings.Count(rest, "\r\n"))
 	// One block of values for all fields, as Go's parser.
@@ -42,16 +42,16 @@ func parseHead(head []byte) *http.Request {
 		}
 		name, value, ok := strings.Cut(line, ":")
 		if !ok || !httpguts.ValidHeaderFieldName(name) {
-			return nil
+			return false
 		}
 		value = strings.Trim(value, " \t")
 		if !plainValue(value) {
-			return nil
+			return false
 		}
 		name = http.CanonicalHeaderKey(name)
 		switch name {
 		case "Transfer-Encoding", "Expect", "Upgrade":
-			return nil
+			return false
 		}
 		if existing, ok := header[name]; ok {
 			header[name] = append(existing, value)
@@ -62,23 +62,24 @@ func parseHead(head []byte) *http.Request {
 	}
 	hosts := header["Host"]
 	if len(hosts) != 1 || hosts[0] == "" || !httpguts.ValidHostHeader(hosts[0]) {
-		return nil
+		return false
 	}
 	delete(header, "Host")
 	length, ok := contentLength(header["Content-Length"])
 	if !ok {
-		return nil
+		return false
 	}
 	if pragma := header["Pragma"]; len(pragma) > 0 && pragma[0] == "no-cache" {
 		if _, ok := header["Cache-Control"]; !ok {
 			header["Cache-Control"] = []string{"no-cache"}
 		}
 	}
-	return &http.Request{
+	*req = http.Request{
 		Method: method, URL: u, Proto: proto, ProtoMajor: 1, ProtoMinor: 1,
 		Header: header, Host: hosts[0], RequestURI: target, ContentLength: length,
 		Close: httpguts.HeaderValuesContainsToken(header["Connection"], "close"),
 	}
+	return true
 }
 
 // plainValue reports whether a field value has only visible ASCII, spaces

@@ -16,8 +16,8 @@ import (
 // whether parseHead took it.
 func requireParsedAsGoDoes(t *testing.T, head []byte) bool {
 	t.Helper()
-	got := parseHead(head)
-	if got == nil {
+	got := new(http.Request)
+	if !parseHead(head, got) {
 		return false
 	}
 	want, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(head)))
