@@ -12,15 +12,17 @@ import (
 // Requests returns middleware that gives each request an id (an xid, as
 // hlog's), answers it in the response header named header, and puts it with
 // logger in the request's context, where Log and RequestID find them. That
-// is one context value and one copy of the request, where hlog's pair of
-// handlers makes two of each and a logger per request.
+// is one context, holding the request's id and its header value, and one
+// copy of the request, where hlog's pair of handlers makes two of each and a
+// logger per request.
 func Requests(logger zerolog.Logger, header string) func(http.Handler) http.Handler {
 	header = textproto.CanonicalMIMEHeaderKey(header)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			request := &request{logger: &logger, id: xid.New().String()}
-			w.Header()[header] = []string{request.id}
-			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestKey{}, request)))
+			ctx := &requestContext{Context: r.Context(), request: request{logger: &logger, id: xid.New().String()}}
+			ctx.idValue[0] = ctx.request.id
+			w.Header()[header] = ctx.idValue[:]
+			next.ServeHTTP(w, r.WithContext(ctx))
 		})
 	}
 }
@@ -29,6 +31,23 @@ func Requests(logger zerolog.Logger, header string) func(http.Handler) http.Hand
 type request struct {
 	logger *zerolog.Logger
 	id     string
+}
+
+// requestContext is a request's context with its request, in one
+// allocation with the value of its id's response header.
+type requestContext struct {
+	context.Context
+	request request
+	idValue [1]string
+}
+
+// Value returns the request for requestKey, and the parent's value of any
+// other key.
+func (c *requestContext) Value(key any) any {
+	if key == (requestKey{}) {
+		return &c.request
+	}
+	return c.Context.Value(key)
 }
 
 // requestKey is the context key of a request.

@@ -2,10 +2,12 @@ package logging
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
@@ -45,4 +47,25 @@ func TestARequestThatDidNotComeThroughRequestsHasNoIDAndNoLog(t *testing.T) {
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
 	assert.Empty(t, RequestID(r))
 	assert.Nil(t, Log(r, zerolog.ErrorLevel))
+}
+
+func TestTheRequestsContextKeepsItsParentsValuesAndCancellation(t *testing.T) {
+	t.Parallel()
+	type key struct{}
+	parent, cancel := context.WithCancel(context.WithValue(context.Background(), key{}, "kept"))
+	done := make(chan struct{})
+	handler := Requests(zerolog.Nop(), "X-Request-Id")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		assert.Equal(t, "kept", r.Context().Value(key{}))
+		child, stop := context.WithCancel(r.Context())
+		defer stop()
+		cancel()
+		select {
+		case <-child.Done():
+		case <-time.After(5 * time.Second):
+			t.Error("a child of the request's context outlived its parent")
+		}
+		close(done)
+	}))
+	handler.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil).WithContext(parent))
+	<-done
 }
