@@ -1,7 +1,6 @@
 package fanout
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"sync"
@@ -9,6 +8,7 @@ import (
 
 	"balancing-reverse-proxy/endpointresponse"
 	"balancing-reverse-proxy/forward"
+	"balancing-reverse-proxy/scope"
 )
 
 // exchange is one request on its way through the engine: its plan, the
@@ -222,7 +222,8 @@ func (x *exchange) start(hedge bool) bool {
 	x.done.Attempts++
 	x.pending++
 	x.lastLaunch = time.Now()
-	ctx, cancel := context.WithCancel(x.in.Context())
+	ctx := scope.New(x.in.Context())
+	cancel := ctx.Cancel
 	x.losers.add(cancel)
 	body, length := x.body.forAttempt()
 	a := attempt{endpoint: endpoint, number: x.done.Attempts, cancel: cancel}

@@ -10,6 +10,8 @@ import (
 	"runtime"
 	"sync/atomic"
 	"time"
+
+	"balancing-reverse-proxy/scope"
 )
 
 // connection states, for Shutdown: an idle connection waits for the first
@@ -150,9 +152,9 @@ func (c *conn) serve() {
 // ends its response. The response and its header are the connection's, made
 // anew for each request: a handler must not use them once it has returned.
 func (c *conn) serveRequest(parsed *http.Request) *response {
-	ctx, cancel := context.WithCancel(c.ctx)
+	ctx := scope.New(c.ctx)
 	// Also when the handler panics, as Go's server: attempts end with it.
-	defer cancel()
+	defer ctx.Cancel()
 	req := parsed.WithContext(ctx)
 	if c.header == nil {
 		c.header = make(http.Header)
@@ -162,16 +164,16 @@ func (c *conn) serveRequest(parsed *http.Request) *response {
 	*w = response{conn: c, req: req, handlerHeader: c.header, contentLength: -1, wantsClose: req.Close}
 	if req.ContentLength > 0 {
 		req.Body = &body{src: c.br, remaining: req.ContentLength, closing: req.Close,
-			onEOF: func() { c.watch.arm(cancel) }}
+			onEOF: func() { c.watch.arm(ctx) }}
 	} else {
 		req.Body = http.NoBody
-		c.watch.arm(cancel)
+		c.watch.arm(ctx)
 	}
 	w.reqBody = req.Body
 	c.body.Reset(chunks{w})
 	c.lastMethod = req.Method
 	c.server.handler.ServeHTTP(w, req)
-	cancel()
+	ctx.Cancel()
 	w.finish()
 	if c.watch.goneErr != nil {
 		w.closeAfter = true

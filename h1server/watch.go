@@ -1,13 +1,14 @@
 package h1server
 
 import (
-	"context"
 	"errors"
 	"net"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"balancing-reverse-proxy/scope"
 )
 
 // sweepTick is the period of the server's sweep for requests to watch; a
@@ -38,7 +39,7 @@ type watch struct {
 	mu      sync.Mutex
 	armed   bool
 	reading bool
-	cancel  context.CancelFunc
+	request *scope.Context
 	// aborting tells the read that its deadline error is disarm's.
 	aborting bool
 	got      [1]byte
@@ -47,17 +48,17 @@ type watch struct {
 	goneErr error
 }
 
-// arm readies the watch for the request whose context cancel cancels. It
+// arm readies the watch for the request of the context request. It
 // does nothing while the connection's buffer holds bytes (the client has
 // sent more), nor when the watch is armed.
-func (w *watch) arm(cancel context.CancelFunc) {
+func (w *watch) arm(request *scope.Context) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.armed || w.conn.br.Buffered() > 0 || len(w.conn.src.held) > 0 {
 		return
 	}
 	w.armed = true
-	w.cancel = cancel
+	w.request = request
 	w.conn.server.sweep.armed(&w.armedAt)
 }
 
@@ -81,7 +82,7 @@ func (w *watch) cancelArmed() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.armed {
-		w.cancel()
+		w.request.Cancel()
 	}
 }
 
@@ -93,7 +94,7 @@ func (w *watch) read() {
 	var timeout net.Error
 	if err != nil && !(w.aborting && (errors.As(err, &timeout) && timeout.Timeout() || errors.Is(err, os.ErrDeadlineExceeded))) {
 		w.goneErr = err
-		w.cancel()
+		w.request.Cancel()
 	}
 	w.mu.Unlock()
 	w.done <- struct{}{}
