@@ -12,6 +12,8 @@ import (
 	"iter"
 	"maps"
 	"net/http"
+	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -59,11 +61,15 @@ type Request struct {
 // and Forwarded are set, extending the chains of a trusted proxy (see
 // TrustedProxies). in is not modified.
 func Prepare(in *http.Request, opts Options) Request {
-	header := in.Header.Clone()
-	if header == nil {
-		header = http.Header{}
+	peer, err := netip.ParseAddrPort(in.RemoteAddr)
+	// Not an IP connection (a test pipe): nothing is known of the client.
+	known := err == nil
+	var listed [4]string
+	drop := dropped{connection: listed[:0], forwarding: !known || !opts.Trusted.trusts(peer.Addr()), expect: opts.BodyRead}
+	for name := range tokens(in.Header, "Connection") {
+		drop.connection = append(drop.connection, http.CanonicalHeaderKey(name))
 	}
-	RemoveHopByHop(header)
+	header := copyForwarded(in.Header, drop)
 	// Trailers can only travel when the endpoint is told the client accepts them.
 	if HasToken(in.Header, "Te", "trailers") {
 		header.Set("Te", "trailers")
@@ -72,9 +78,8 @@ func Prepare(in *http.Request, opts Options) Request {
 		// Keep Go's default agent out of requests whose client sent none.
 		header["User-Agent"] = noAgent
 	}
-	setForwarded(header, in, opts.Trusted)
-	if opts.BodyRead {
-		header.Del("Expect")
+	if known {
+		setForwarded(header, in, peer.Addr().Unmap())
 	}
 	if opts.Upgrade != "" {
 		// Hop-by-hop, so dropped from the copy, but this hop is the one that
@@ -83,10 +88,63 @@ func Prepare(in *http.Request, opts Options) Request {
 		header.Set("Upgrade", opts.Upgrade)
 	}
 	header[AttemptHeader] = firstAttempt
-	if opts.RequestID != "" && header.Get(RequestIDHeader) == "" {
+	if opts.RequestID != "" && first(header, RequestIDHeader) == "" {
 		header[RequestIDHeader] = []string{opts.RequestID}
 	}
 	return Request{in: in, header: header}
+}
+
+// dropped says which of a client's headers a prepared request leaves out,
+// beside the hop-by-hop ones: those named in its Connection header (in
+// canonical form), the
+// forwarding headers of a client not trusted (see setForwarded), and Expect
+// once the body is read.
+type dropped struct {
+	connection []string
+	forwarding bool
+	expect     bool
+}
+
+// has reports whether name, a header of the client's, is dropped.
+func (d dropped) has(name string) bool {
+	if slices.Contains(hopByHop, name) || d.expect && name == "Expect" || d.forwarding && isForwarding(name) {
+		return true
+	}
+	return slices.Contains(d.connection, name)
+}
+
+// copyForwarded returns a copy of header without what d drops, its values
+// in one block, as http.Header.Clone makes them, with room for what
+// Prepare adds.
+func copyForwarded(header http.Header, d dropped) http.Header {
+	count := 0
+	for _, values := range header {
+		count += len(values)
+	}
+	block := make([]string, count)
+	out := make(http.Header, len(header)+6)
+	for name, values := range header {
+		if d.has(name) {
+			continue
+		}
+		if values == nil {
+			out[name] = nil
+			continue
+		}
+		n := copy(block, values)
+		out[name] = block[:n:n]
+		block = block[n:]
+	}
+	return out
+}
+
+// first returns the first value of name, in canonical form, in h: what
+// h.Get returns, without canonicalizing name again.
+func first(h http.Header, name string) string {
+	if values := h[name]; len(values) > 0 {
+		return values[0]
+	}
+	return ""
 }
 
 // Values that every prepared request shares, as its attempts share theirs:
@@ -157,8 +215,8 @@ func RemoveHopByHop(h http.Header) {
 	}
 }
 
-// HasToken reports whether one of the comma-separated values of name in h is
-// token, in any case.
+// HasToken reports whether one of the comma-separated values of name (in
+// canonical form) in h is token, in any case.
 func HasToken(h http.Header, name, token string) bool {
 	for element := range tokens(h, name) {
 		if strings.EqualFold(element, token) {
@@ -169,10 +227,10 @@ func HasToken(h http.Header, name, token string) bool {
 }
 
 // tokens yields the non-empty elements of the comma-separated values of name
-// in h, trimmed.
+// (in canonical form) in h, trimmed.
 func tokens(h http.Header, name string) iter.Seq[string] {
 	return func(yield func(string) bool) {
-		for _, value := range h.Values(name) {
+		for _, value := range h[name] {
 			for element := range strings.SplitSeq(value, ",") {
 				if element = strings.TrimSpace(element); element != "" && !yield(element) {
 					return

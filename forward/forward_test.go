@@ -522,3 +522,15 @@ func TestAnEndpointsOwnHeadersWinOverTheClients(t *testing.T) {
 		"another endpoint's attempt keeps the client's")
 	assert.Equal(t, "Bearer client", in.Header.Get("Authorization"), "the client's request is left alone")
 }
+
+func TestExpectIsDroppedOnceTheBodyIsRead(t *testing.T) {
+	t.Parallel()
+	e := mustEndpoint(t, "http://127.0.0.1:9000")
+	in := httptest.NewRequest(http.MethodPost, "/x", strings.NewReader("payload"))
+	in.Header.Set("Expect", "100-continue")
+	assert.Empty(t, prepared(in, Options{BodyRead: true}).To(context.Background(), e, 1, nil, 0).Header.Values("Expect"),
+		"the server answered the Expect: asking the endpoint again would only wait")
+	assert.Equal(t, "100-continue", prepared(in, Options{}).To(context.Background(), e, 1, nil, 0).Header.Get("Expect"),
+		"a body not read yet: the endpoint is asked")
+	assert.Equal(t, "100-continue", in.Header.Get("Expect"), "the client's request is left alone")
+}

@@ -69,24 +69,15 @@ const (
 	headerForwarded      = "Forwarded"
 )
 
-// setForwarded sets the headers that tell an endpoint about the client:
+// setForwarded sets the headers that tell an endpoint about client, in's:
 // X-Forwarded-For, -Host and -Proto and Forwarded (RFC 7239). From a trusted
 // proxy the chains it sent are extended, and its -Host and -Proto kept; from
-// anyone else, every X-Forwarded-* header, Forwarded and X-Real-Ip are
-// dropped first, so that a client cannot make an endpoint believe it comes
-// from elsewhere. It runs after the hop-by-hop headers are removed, so that a
-// client cannot have the proxy's own headers removed by naming them in
-// Connection.
-func setForwarded(header http.Header, in *http.Request, trusted TrustedProxies) {
-	peer, err := netip.ParseAddrPort(in.RemoteAddr)
-	if err != nil || !trusted.trusts(peer.Addr()) {
-		dropForwarding(header)
-	}
-	if err != nil {
-		// Not an IP connection (a test pipe): nothing is known of the client.
-		return
-	}
-	client := peer.Addr().Unmap()
+// anyone else, every X-Forwarded-* header, Forwarded and X-Real-Ip were
+// left out of header (see isForwarding), so that a client cannot make an
+// endpoint believe it comes from elsewhere. It runs once header has no
+// hop-by-hop headers, so that a client cannot have the proxy's own headers
+// removed by naming them in Connection.
+func setForwarded(header http.Header, in *http.Request, client netip.Addr) {
 	proto := "http"
 	if in.TLS != nil {
 		proto = "https"
@@ -109,24 +100,20 @@ func setForwarded(header http.Header, in *http.Request, trusted TrustedProxies) 
 		header[name] = values[len(values)-1 : len(values) : len(values)]
 	}
 	set(headerForwardedFor, chain(header, headerForwardedFor, ip))
-	if header.Get(headerForwardedHost) == "" && in.Host != "" {
+	if first(header, headerForwardedHost) == "" && in.Host != "" {
 		set(headerForwardedHost, in.Host)
 	}
-	if header.Get(headerForwardedProto) == "" {
+	if first(header, headerForwardedProto) == "" {
 		set(headerForwardedProto, proto)
 	}
 	set(headerForwarded, chain(header, headerForwarded, element.String()))
 }
 
-// dropForwarding deletes every header that claims where a request came from:
-// X-Forwarded-*, Forwarded and X-Real-Ip, also spelt with underscores, which
-// CGI-style servers read as the same variables.
-func dropForwarding(header http.Header) {
-	for name := range header {
-		if hasPrefixLike(name, "x-forwarded-") || sameNameLike(name, "forwarded") || sameNameLike(name, "x-real-ip") {
-			delete(header, name)
-		}
-	}
+// isForwarding reports whether name is a header that claims where a request
+// came from: X-Forwarded-*, Forwarded and X-Real-Ip, also spelt with
+// underscores, which CGI-style servers read as the same variables.
+func isForwarding(name string) bool {
+	return hasPrefixLike(name, "x-forwarded-") || sameNameLike(name, "forwarded") || sameNameLike(name, "x-real-ip")
 }
 
 // hasPrefixLike reports whether name starts with prefix (lower case), ignoring
@@ -159,7 +146,7 @@ func sameNameLike(name, want string) bool {
 // chain returns the earlier values of name in header, joined, followed by
 // value.
 func chain(header http.Header, name, value string) string {
-	if prior := header.Values(name); len(prior) > 0 {
+	if prior := header[name]; len(prior) > 0 {
 		return strings.Join(prior, ", ") + ", " + value
 	}
 	return value
