@@ -36,6 +36,9 @@ func (c *CLI) listen(handler http.Handler, logger zerolog.Logger) (*http.Server,
 		MaxConnections:   c.MaxConnections,
 		H2C:              c.H2C,
 		HandshakeTimeout: c.ReadHeaderTimeout,
+		// The own server reads plain requests with a stricter parser, and
+		// hands the rest over from where the check starts.
+		CheckFromUnread: c.TLSCert == "",
 		OnReject: func(remote net.Addr, reason string) {
 			logger.Info().Str("remote", remote.String()).Int("status", http.StatusBadRequest).Str("reason", reason).
 				Msg("request refused for its framing")

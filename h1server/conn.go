@@ -275,12 +275,12 @@ func (c *conn) handOver() bool {
 	buffered, _ := c.br.Peek(c.br.Buffered())
 	held := append(append([]byte(nil), buffered...), c.src.held...)
 	next := c.raw
-	if len(held) > 0 {
-		if unreader, ok := c.raw.(interface{ Unread([]byte) }); ok {
-			unreader.Unread(held)
-		} else {
-			next = &replayConn{Conn: c.raw, held: held}
-		}
+	if unreader, ok := c.raw.(interface{ Unread([]byte) }); ok {
+		// Also with nothing to give back: a listener's check may start
+		// there (see inbound.ListenerOptions.CheckFromUnread).
+		unreader.Unread(held)
+	} else if len(held) > 0 {
+		next = &replayConn{Conn: c.raw, held: held}
 	}
 	// Go's server keeps time itself.
 	if !c.wait(0) {

@@ -82,6 +82,10 @@ const (
 	// unchecked: the rest of the stream passes as it is: the connection is
 	// no longer HTTP/1 (see StopChecking).
 	unchecked
+	// deferred: the stream passes as it is to a server that reads plain
+	// requests itself, until it gives back the bytes of one it does not
+	// (see ListenerOptions.CheckFromUnread); the check starts there.
+	deferred
 )
 
 // HTTP/2's client preface, sent first by a client that speaks HTTP/2 without
@@ -163,9 +167,24 @@ type headFacts struct {
 }
 
 // newChecker returns a checker for a new connection; with h2c, one that
-// opens with HTTP/2's preface is let go unchecked.
-func newChecker(h2c bool) *checker {
-	return &checker{atLineStart: true, afterPOST: -1, h2c: h2c}
+// opens with HTTP/2's preface is let go unchecked. With later, it checks
+// nothing until startAt.
+func newChecker(h2c, later bool) *checker {
+	c := &checker{atLineStart: true, afterPOST: -1, h2c: h2c}
+	if later {
+		c.phase = deferred
+	}
+	return c
+}
+
+// startAt has a deferred checker check from here on, the start of a
+// request; served is set when requests came before it, which were not
+// checked (so this one cannot open with HTTP/2's preface).
+func (c *checker) startAt(served bool) {
+	c.phase = inHead
+	if served {
+		c.requests = 1
+	}
 }
 
 // feed takes the next bytes read from the client. The first pass bytes of in

@@ -17,7 +17,7 @@ import (
 // checkAll feeds raw to a new checker in pieces of size step (0: all at once)
 // and returns what goes on to the server and the rejection reason.
 func checkAll(raw string, step int) (string, string) {
-	return checkStream(newChecker(false), raw, step)
+	return checkStream(newChecker(false, false), raw, step)
 }
 
 // checkStream is checkAll with the checker c.
@@ -145,7 +145,7 @@ func TestCheckerLetsHTTP2GoOnlyAfterItsWholePreface(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			for _, step := range []int{0, 1, 3} {
-				out, reason := checkStream(newChecker(tt.h2c), tt.raw, step)
+				out, reason := checkStream(newChecker(tt.h2c, false), tt.raw, step)
 				assert.Empty(t, reason, "step %d", step)
 				assert.Equal(t, tt.passed, out, "step %d", step)
 			}
@@ -274,14 +274,14 @@ func TestCheckerHoldsWhatFollowsAnUpgradeRequest(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			for _, step := range []int{0, 1, 4} {
-				c := newChecker(false)
+				c := newChecker(false, false)
 				out, reason := checkStream(c, tt.upgrade+behind, step)
 				assert.Empty(t, reason)
 				assert.Equal(t, tt.upgrade, out, "step %d: nothing behind the upgrade goes on before its answer", step)
 				assert.Equal(t, behind, string(c.held))
 
 				// Not switched: what was held is the next request.
-				c = newChecker(false)
+				c = newChecker(false, false)
 				out, _ = checkStream(c, tt.upgrade+next+behind, step)
 				require.Equal(t, tt.upgrade, out)
 				pass, queued := c.resume()
@@ -303,7 +303,7 @@ func TestCheckerHoldsWhatFollowsAnUpgradeRequest(t *testing.T) {
 	})
 	t.Run("too much held", func(t *testing.T) {
 		t.Parallel()
-		c := newChecker(false)
+		c := newChecker(false, false)
 		out, reason := checkStream(c, tests[0].upgrade+strings.Repeat("x", maxHeld+1), 1000)
 		assert.Equal(t, tests[0].upgrade, out)
 		assert.Equal(t, reasonHeldTooMuch, reason)

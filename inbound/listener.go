@@ -33,6 +33,8 @@ type Listener struct {
 	onReject func(remote net.Addr, reason string)
 	// h2c lets a connection that opens with HTTP/2's preface go unchecked.
 	h2c bool
+	// checkFromUnread has plain connections checked from their Unread on.
+	checkFromUnread bool
 	// tls, when set, has connections served over TLS (see tls.go).
 	tls *tlsAcceptor
 }
@@ -57,12 +59,21 @@ type ListenerOptions struct {
 	TLS *tls.Config
 	// HandshakeTimeout bounds a TLS handshake; if zero, it is 10s.
 	HandshakeTimeout time.Duration
+	// CheckFromUnread is for a server in front that reads plain requests
+	// itself with a parser that takes none the check would refuse, as
+	// h1server's, and gives back with Unread the bytes of the connection
+	// from the first request it does not serve, before it hands the
+	// connection over: the check of a plain connection starts there, at
+	// that request, rather than at its first byte (over TLS it always
+	// starts at the first byte). The server must call Unread, even with no
+	// bytes, before anything else reads the connection.
+	CheckFromUnread bool
 }
 
 // NewListener returns l with a cap on connections and request checks. The
 // server of its connections must call the Listener's ConnState from its own.
 func NewListener(l net.Listener, opts ListenerOptions) *Listener {
-	listener := &Listener{Listener: l, closed: make(chan struct{}), onReject: opts.OnReject, h2c: opts.H2C}
+	listener := &Listener{Listener: l, closed: make(chan struct{}), onReject: opts.OnReject, h2c: opts.H2C, checkFromUnread: opts.CheckFromUnread}
 	if opts.MaxConnections > 0 {
 		listener.slots = make(chan struct{}, opts.MaxConnections)
 	}
@@ -82,13 +93,14 @@ func (l *Listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return l.checked(c, l.h2c), nil
+	return l.checked(c, l.h2c, l.checkFromUnread), nil
 }
 
 // checked wraps c so that its requests are checked; with h2c, one that opens
-// with HTTP/2's preface is let go unchecked.
-func (l *Listener) checked(c net.Conn, h2c bool) *conn {
-	return &conn{Conn: c, check: newChecker(h2c), listener: l}
+// with HTTP/2's preface is let go unchecked; with deferred, the check starts
+// at Unread.
+func (l *Listener) checked(c net.Conn, h2c, deferred bool) *conn {
+	return &conn{Conn: c, check: newChecker(h2c, deferred), listener: l}
 }
 
 // acceptRaw waits for a free slot, then for a TCP connection.
@@ -132,7 +144,9 @@ type conn struct {
 	readErr error
 	// scratchBuf takes the bytes read while none go on to the server.
 	scratchBuf []byte
-	closeOnce  sync.Once
+	// readDeferred counts the bytes read while the check was deferred.
+	readDeferred int64
+	closeOnce    sync.Once
 }
 
 // Read gives the server the client's bytes once checked: the end of a request
@@ -160,6 +174,10 @@ func (c *conn) Read(p []byte) (int, error) {
 			return 0, io.EOF
 		case unchecked:
 			return c.Conn.Read(p)
+		case deferred:
+			n, err := c.Conn.Read(p)
+			c.readDeferred += int64(n)
+			return n, err
 		}
 		buf := p
 		if c.check.phase == ended || c.check.phase == rejected || c.check.phase == afterUpgrade {
@@ -223,8 +241,18 @@ func (c *conn) resume() {
 }
 
 // Unread gives back bytes the server read from c, to be read again before
-// the rest: for a server that hands the connection over to another.
+// the rest: for a server that hands the connection over to another. With
+// the check deferred (see ListenerOptions.CheckFromUnread), the check
+// starts with them: they are the start of a request.
 func (c *conn) Unread(p []byte) {
+	if c.check.phase == deferred {
+		c.check.startAt(int64(len(p)) < c.readDeferred)
+		refused := c.check.reason != ""
+		pass, queued := c.check.feed(p, nil)
+		c.ready = append(append([]byte(nil), p[:pass]...), queued...)
+		c.reportRefusal(refused)
+		return
+	}
 	c.ready = append(append([]byte(nil), p...), c.ready...)
 }
 

@@ -106,9 +106,24 @@ func (s *checkedServer) requestsSeen() []string {
 	}
 }
 
+// bothChecks runs test with the check from each connection's first byte,
+// and from the first request the own server hands over (as the proxy runs).
+func bothChecks(t *testing.T, test func(t *testing.T, opts ListenerOptions)) {
+	for _, fromUnread := range []bool{false, true} {
+		t.Run(map[bool]string{false: "checked from the start", true: "checked from the hand-over"}[fromUnread], func(t *testing.T) {
+			t.Parallel()
+			test(t, ListenerOptions{CheckFromUnread: fromUnread})
+		})
+	}
+}
+
 func TestListenerRefusesSmuggledRequests(t *testing.T) {
 	t.Parallel()
-	s := newCheckedServer(t, ListenerOptions{}, nil)
+	bothChecks(t, testListenerRefusesSmuggledRequests)
+}
+
+func testListenerRefusesSmuggledRequests(t *testing.T, opts ListenerOptions) {
+	s := newCheckedServer(t, opts, nil)
 	first := "GET /first HTTP/1.1\r\nHost: a\r\n\r\n"
 	smuggled := "GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
 	tests := []struct{ name, raw, reason string }{
@@ -137,7 +152,11 @@ func TestListenerRefusesSmuggledRequests(t *testing.T) {
 
 func TestListenerServesPipelinedRequests(t *testing.T) {
 	t.Parallel()
-	s := newCheckedServer(t, ListenerOptions{}, nil)
+	bothChecks(t, testListenerServesPipelinedRequests)
+}
+
+func testListenerServesPipelinedRequests(t *testing.T, opts ListenerOptions) {
+	s := newCheckedServer(t, opts, nil)
 	raw := "POST /1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello" +
 		"POST /2 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n" +
 		"GET /3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
@@ -148,7 +167,7 @@ func TestListenerServesPipelinedRequests(t *testing.T) {
 
 func TestListenerLetsTheServerAnswer431(t *testing.T) {
 	t.Parallel()
-	s := newCheckedServer(t, ListenerOptions{}, nil)
+	s := newCheckedServer(t, ListenerOptions{CheckFromUnread: true}, nil)
 	got := s.exchange(t, "GET / HTTP/1.1\r\nHost: a\r\nX-Big: "+strings.Repeat("a", 8<<10)+"\r\n\r\n")
 	assert.True(t, strings.HasPrefix(got, "HTTP/1.1 431 "), "%q", got)
 	assert.Empty(t, s.requestsSeen())
@@ -156,7 +175,7 @@ func TestListenerLetsTheServerAnswer431(t *testing.T) {
 
 func TestListenerCapsConnections(t *testing.T) {
 	t.Parallel()
-	s := newCheckedServer(t, ListenerOptions{MaxConnections: 1}, nil)
+	s := newCheckedServer(t, ListenerOptions{MaxConnections: 1, CheckFromUnread: true}, nil)
 	served := 0
 	conncap.CheckOne(t, s.addr, func() int {
 		served += len(s.requestsSeen())
@@ -167,7 +186,7 @@ func TestListenerCapsConnections(t *testing.T) {
 func TestStopCheckingPassesTunnelledBytes(t *testing.T) {
 	t.Parallel()
 	var wg sync.WaitGroup
-	s := newCheckedServer(t, ListenerOptions{}, func(w http.ResponseWriter, r *http.Request) {
+	s := newCheckedServer(t, ListenerOptions{CheckFromUnread: true}, func(w http.ResponseWriter, r *http.Request) {
 		conn, rw, err := http.NewResponseController(w).Hijack()
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -271,7 +290,7 @@ func TestHeaderTimeoutHoldsOnKeepAliveConnections(t *testing.T) {
 func TestListenerKeepsARequestAliveWhenWhatFollowsIsRefused(t *testing.T) {
 	t.Parallel()
 	kept := make(chan bool, 10)
-	s := newCheckedServer(t, ListenerOptions{}, func(w http.ResponseWriter, r *http.Request) {
+	s := newCheckedServer(t, ListenerOptions{CheckFromUnread: true}, func(w http.ResponseWriter, r *http.Request) {
 		// The request's context ends when the server takes the client for
 		// gone. This can only miss a wrong end on a very slow machine, never
 		// fail a working listener.
@@ -299,7 +318,7 @@ func TestListenerKeepsARequestAliveWhenWhatFollowsIsRefused(t *testing.T) {
 
 func TestListenerChecksWhatFollowsAnUpgradeThatDidNotSwitch(t *testing.T) {
 	t.Parallel()
-	s := newCheckedServer(t, ListenerOptions{}, nil)
+	s := newCheckedServer(t, ListenerOptions{CheckFromUnread: true}, nil)
 	const upgrade = "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n"
 	got := s.exchange(t, upgrade+"GET /next HTTP/1.1\r\nHost: a\r\n\r\n"+
 		"POST /smuggled HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
@@ -317,7 +336,7 @@ func TestListenerChecksWhatFollowsAnUpgradeThatDidNotSwitch(t *testing.T) {
 func TestListenerEndsAConnectionThatSendsTooMuchBehindAnUpgrade(t *testing.T) {
 	t.Parallel()
 	answered := make(chan struct{})
-	s := newCheckedServer(t, ListenerOptions{}, func(w http.ResponseWriter, r *http.Request) {
+	s := newCheckedServer(t, ListenerOptions{CheckFromUnread: true}, func(w http.ResponseWriter, r *http.Request) {
 		// An answer that never comes while the client floods; once the
 		// client counts as gone, the connection is cut, as the proxy does.
 		<-r.Context().Done()
@@ -337,4 +356,66 @@ func TestListenerEndsAConnectionThatSendsTooMuchBehindAnUpgrade(t *testing.T) {
 	case <-time.After(hangGuard):
 		t.Fatal("the rejection was not reported")
 	}
+}
+
+// deferredConn returns a connection with its check deferred to Unread, over
+// which the client sends sent and closes.
+func deferredConn(t *testing.T, h2c bool, sent string) *conn {
+	t.Helper()
+	client, server := net.Pipe()
+	t.Cleanup(func() { _ = server.Close() })
+	go func() {
+		_, _ = io.WriteString(client, sent)
+		_ = client.Close()
+	}()
+	return (&Listener{}).checked(server, h2c, true)
+}
+
+func TestACheckDeferredStartsWithTheBytesGivenBack(t *testing.T) {
+	t.Parallel()
+	smuggling := "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx"
+	c := deferredConn(t, false, smuggling)
+	read, err := io.ReadAll(c)
+	require.NoError(t, err)
+	assert.Equal(t, smuggling, string(read), "before the hand-over, the server in front reads the bytes as they came")
+
+	c.Unread(read)
+	checked, err := io.ReadAll(c)
+	require.NoError(t, err)
+	assert.Equal(t, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n"+string(rejectedLine), string(checked),
+		"the bytes given back are checked as a request")
+	assert.Equal(t, reasonDuplicateLength, c.check.reason)
+}
+
+func TestACheckDeferredToNothingGivenBackChecksFromThere(t *testing.T) {
+	t.Parallel()
+	c := deferredConn(t, false, "GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n folded\r\n\r\n")
+	c.Unread(nil)
+	checked, err := io.ReadAll(c)
+	require.NoError(t, err)
+	assert.Equal(t, "GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n"+string(rejectedLine), string(checked))
+	assert.Equal(t, reasonObsFold, c.check.reason)
+}
+
+func TestAnHTTP2PrefaceHandedOverOnlyOpensAConnection(t *testing.T) {
+	t.Parallel()
+	preface := prefaceLine + prefaceRest + "frames"
+	first := deferredConn(t, true, preface)
+	read := make([]byte, len(preface))
+	_, err := io.ReadFull(first, read)
+	require.NoError(t, err)
+	first.Unread(read)
+	got, err := io.ReadAll(first)
+	require.NoError(t, err)
+	assert.Equal(t, preface, string(got), "the connection's first bytes: HTTP/2, unchecked")
+
+	served := "GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+	later := deferredConn(t, true, served+preface)
+	read = make([]byte, len(served+preface))
+	_, err = io.ReadFull(later, read)
+	require.NoError(t, err)
+	later.Unread(read[len(served):])
+	got, err = io.ReadAll(later)
+	require.NoError(t, err)
+	assert.Equal(t, prefaceLine+"\r\n", string(got), "after a request served in front, a preface is a head for the server to refuse, and nothing after it passes")
 }

@@ -108,7 +108,7 @@ func (a *tlsAcceptor) handshake(raw net.Conn) {
 		c = tlsConn
 	} else {
 		// Not h2c: HTTP/2 over TLS is chosen by ALPN, never by a preface.
-		c = a.listener.checked(tlsConn, false)
+		c = a.listener.checked(tlsConn, false, false)
 	}
 	select {
 	case a.ready <- c:
