@@ -95,7 +95,7 @@ func Prepare(in *http.Request, opts Options) Request {
 }
 
 // dropped says which of a client's headers a prepared request leaves out,
-// beside the hop-by-hop ones: those named in its Connection header (in
+// beside the hop-by-hop ones: those named in its Connection header (kept in
 // canonical form), the
 // forwarding headers of a client not trusted (see setForwarded), and Expect
 // once the body is read.

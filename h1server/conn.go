@@ -39,8 +39,8 @@ type conn struct {
 	remoteAddr string
 	watch      watch
 	state      atomic.Int32
-	// expiresAt is when the connection's wait for its client ends (Unix
-	// nanoseconds), 0 outside a wait, expired once the expiry pass ended it.
+	// expiresAt is when the connection's wait for its client ends (see
+	// Server.clock), 0 outside a wait, expired once the expiry pass ended it.
 	expiresAt atomic.Int64
 	// deadlineSet is set when a handler set a read deadline, which the
 	// next request does not inherit; whatever reads the body may set it.
@@ -149,8 +149,8 @@ func (c *conn) serve() {
 }
 
 // serveRequest runs the handler on parsed, with a context of its own, and
-// ends its response. The response and its header are the connection's, made
-// anew for each request: a handler must not use them once it has returned.
+// ends its response. The response and its header are the connection's, reset
+// for each request: a handler must not use them once it has returned.
 func (c *conn) serveRequest(parsed *http.Request) *response {
 	ctx := scope.New(c.ctx)
 	// Also when the handler panics, as Go's server: attempts end with it.

@@ -28,13 +28,18 @@ func expiryTick(timeouts ...time.Duration) time.Duration {
 	return min(max(shortest/20, 5*time.Millisecond), time.Second)
 }
 
+// clock is the server's time for the expiry pass: how long it has been up,
+// by the monotonic clock (a step of the wall clock must not end every wait
+// at once, nor none for an hour), from 1.
+func (s *Server) clock() int64 { return int64(time.Since(s.started)) + 1 }
+
 // wait starts the connection's wait of d for its client (none when d is 0),
 // in place of the one before. It reports false when the expiry pass ended
 // that one: the connection is to close.
 func (c *conn) wait(d time.Duration) bool {
 	var at int64
 	if d > 0 {
-		at = time.Now().Add(d).UnixNano()
+		at = c.server.clock() + int64(d)
 	}
 	old := c.expiresAt.Load()
 	// Only the expiry pass changes expiresAt beside this goroutine, and only
@@ -42,8 +47,8 @@ func (c *conn) wait(d time.Duration) bool {
 	return old != expired && c.expiresAt.CompareAndSwap(old, at)
 }
 
-// expireIfDue ends the connection's wait if its time is up at now (Unix
-// nanoseconds): the read waiting on the client returns a timeout error.
+// expireIfDue ends the connection's wait if its time is up at now (see
+// Server.clock): the read waiting on the client returns a timeout error.
 func (c *conn) expireIfDue(now int64) {
 	at := c.expiresAt.Load()
 	if at <= 0 || now < at {
@@ -63,10 +68,11 @@ func (sw *sweep) runExpiry(tick time.Duration) {
 		select {
 		case <-sw.stop:
 			return
-		case now := <-ticker.C:
+		case <-ticker.C:
+			now := sw.server.clock()
 			sw.server.mu.Lock()
 			for c := range sw.server.conns {
-				c.expireIfDue(now.UnixNano())
+				c.expireIfDue(now)
 			}
 			sw.server.mu.Unlock()
 		}

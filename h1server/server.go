@@ -33,6 +33,8 @@ type Server struct {
 	handoff  *handoffListener
 	sweep    *sweep
 	stopping atomic.Bool
+	// started is when New made the server, the origin of its clock.
+	started time.Time
 	// closed is closed by Close: a connection's last wait ends at once.
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -53,6 +55,7 @@ func New(fallback *http.Server) *Server {
 	s := &Server{
 		fallback: fallback, handler: handler, baseCtx: context.Background(),
 		handoff: newHandoffListener(), conns: make(map[*conn]struct{}), closed: make(chan struct{}),
+		started: time.Now(),
 	}
 	s.sweep = newSweep(s)
 	return s

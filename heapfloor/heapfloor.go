@@ -20,6 +20,11 @@ import (
 // grown by what the last one found alive.
 const defaultPercent = 100
 
+// minimumHeap is the heap below which Go does not collect at its default
+// pace; the runtime scales it by the percent too, so the percent must stay
+// under floor's share of it for the floor to hold.
+const minimumHeap = 4 << 20
+
 // What the pace applies to: the heap the last collection found alive, and
 // the stacks and globals it scanned. The heap's goal is the live heap plus
 // the percent of all three.
@@ -75,11 +80,13 @@ func (p *pacer) repace() {
 
 // percentFor returns the GOGC percent that lets a heap of live bytes, with
 // scanned bytes in all (the live heap, stacks and globals), grow to floor
-// before the next collection, and never less than Go's default.
+// before the next collection, and never less than Go's default. It is at
+// most the percent that scales Go's minimum heap to floor, which bounds the
+// heap of a program that keeps almost nothing alive.
 func percentFor(live, scanned, floor uint64) int {
 	scanned = max(scanned, live, 1)
 	if floor <= live+scanned {
 		return defaultPercent
 	}
-	return int(min((floor-live)*100/scanned, 1<<30))
+	return int(max(min((floor-live)*100/scanned, floor*100/minimumHeap), defaultPercent))
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestPercentForLetsTheHeapGrowToTheFloor(t *testing.T) {
@@ -18,11 +19,13 @@ func TestPercentForLetsTheHeapGrowToTheFloor(t *testing.T) {
 		live, scanned, floor uint64
 		want                 int
 	}{
-		{name: "small heap", live: 2 * mib, scanned: 2 * mib, floor: 16 * mib, want: 700},
-		{name: "stacks and globals scanned too", live: 2 * mib, scanned: 4 * mib, floor: 16 * mib, want: 350},
+		{name: "small heap", live: 4 * mib, scanned: 4 * mib, floor: 16 * mib, want: 300},
+		{name: "stacks and globals scanned too", live: 4 * mib, scanned: 6 * mib, floor: 16 * mib, want: 200},
 		{name: "at the floor: Go's pace", live: 8 * mib, scanned: 8 * mib, floor: 16 * mib, want: 100},
 		{name: "over the floor: Go's pace", live: 64 * mib, scanned: 64 * mib, floor: 16 * mib, want: 100},
-		{name: "nothing measured yet", live: 0, scanned: 0, floor: 16 * mib, want: 1 << 30},
+		{name: "tiny heap: Go's minimum heap scaled to the floor", live: 2 * mib, scanned: 2 * mib, floor: 16 * mib, want: 400},
+		{name: "nothing measured yet", live: 0, scanned: 0, floor: 16 * mib, want: 400},
+		{name: "a floor under Go's minimum: Go's pace", live: 0, scanned: 0, floor: 2 * mib, want: 100},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -60,6 +63,23 @@ func TestKeepRaisesThePaceOfASmallHeapAndGivesItBackWhenDone(t *testing.T) {
 	assert.True(t, collectUntil(func() bool { return gogc() > 1000 }), "a 1 GiB floor over a heap of a few MiB: pace %d", gogc())
 	cancel()
 	assert.True(t, collectUntil(func() bool { return gogc() == defaultPercent }), "done: Go's pace again, not %d", gogc())
+}
+
+func TestKeepHoldsTheHeapGoalAtTheFloor(t *testing.T) {
+	t.Setenv("GOGC", "")
+	defer debug.SetGCPercent(defaultPercent)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const floor = 64 << 20
+	Keep(ctx, floor)
+	goal := func() uint64 {
+		sample := []metrics.Sample{{Name: "/gc/heap/goal:bytes"}}
+		metrics.Read(sample)
+		return sample[0].Value.Uint64()
+	}
+	require.True(t, collectUntil(func() bool { return gogc() > defaultPercent }), "paced: %d", gogc())
+	assert.LessOrEqual(t, goal(), uint64(floor)*21/20, "the goal of a heap of a few MiB is the floor, not beyond")
+	assert.Greater(t, goal(), uint64(floor)/2, "and not Go's default, a few MiB")
 }
 
 func TestKeepLeavesThePaceAloneWhenGOGCIsSet(t *testing.T) {

@@ -50,6 +50,13 @@ func (c *requestContext) Value(key any) any {
 	return c.Context.Value(key)
 }
 
+// AfterFunc runs f once the context is done, as context.AfterFunc on the
+// parent: the contexts the context package makes from this one then hook to
+// the parent (a scope's slots, say) rather than have a goroutine watch it.
+func (c *requestContext) AfterFunc(f func()) (stop func() bool) {
+	return context.AfterFunc(c.Context, f)
+}
+
 // requestKey is the context key of a request.
 type requestKey struct{}
 

@@ -6,12 +6,15 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"balancing-reverse-proxy/scope"
 )
 
 func TestRequestsGiveEachRequestAnIDInTheHeaderAndTheLog(t *testing.T) {
@@ -68,4 +71,23 @@ func TestTheRequestsContextKeepsItsParentsValuesAndCancellation(t *testing.T) {
 	}))
 	handler.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil).WithContext(parent))
 	<-done
+}
+
+func TestContextsMadeFromTheRequestsHookToItsScopeWithoutAGoroutine(t *testing.T) {
+	t.Parallel()
+	parent := scope.New(context.Background())
+	handler := Requests(zerolog.Nop(), "X-Request-Id")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		before := runtime.NumGoroutine()
+		var stops []context.CancelFunc
+		for range 50 {
+			_, stop := context.WithCancelCause(r.Context())
+			stops = append(stops, func() { stop(nil) })
+		}
+		assert.Less(t, runtime.NumGoroutine()-before, 25, "no goroutine watches each child")
+		parent.Cancel()
+		for _, stop := range stops {
+			stop()
+		}
+	}))
+	handler.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil).WithContext(parent))
 }

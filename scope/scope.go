@@ -4,8 +4,11 @@
 // attempts is one, and the connection carrying an attempt hooks its abort
 // to it. context.WithCancel and context.AfterFunc cost a map of children in
 // the parent, a closure and a goroutine's worth of bookkeeping each; here a
-// scope is one allocation, and hooking a function or a child scope to a
-// scope costs none for the first few.
+// scope is one allocation (and its Done channel, once asked for: a scope
+// found through a context over it is checked by it), and hooking a function
+// or a child scope to a scope costs none for the first few. context.Cause
+// of a scope is its error only when no context of the context package's own
+// is cancellable above it.
 package scope
 
 import (
@@ -66,7 +69,12 @@ func New(parent context.Context) *Context {
 			c.cancel(parent.Err())
 			return c
 		}
-		c.parentScope, c.parentSlot = p, slot
+		// The parent may cancel c from now on, and read these.
+		c.mu.Lock()
+		if c.err == nil {
+			c.parentScope, c.parentSlot = p, slot
+		}
+		c.mu.Unlock()
 		return c
 	}
 	if err := parent.Err(); err != nil {
@@ -216,9 +224,10 @@ type Hook struct {
 }
 
 // After runs f once ctx is done: on the goroutine that cancels ctx when ctx
-// is a scope, or one a scope is found through (f must not block), and as
-// context.AfterFunc does otherwise. If ctx is done already, f runs at once,
-// on this goroutine. Its Stop unhooks f.
+// is a scope, or one a scope is found through (f must not block; if the
+// scope is cancelled already, f runs at once, on this goroutine), and as
+// context.AfterFunc does otherwise (on a goroutine of its own). Its Stop
+// unhooks f.
 func After(ctx context.Context, f func()) Hook {
 	if c := scopeOf(ctx); c != nil {
 		slot, ok := c.add(hook{f: f})
