@@ -180,16 +180,23 @@ func startProxy(t *testing.T, env []string, args ...string) *proxyProcess {
 	cmd.Stderr = os.Stderr
 	require.NoError(t, cmd.Start())
 	p := &proxyProcess{cmd: cmd, lines: make(chan string, 1000), exited: make(chan error, 1)}
+	// waited is closed once Wait has returned: ProcessState is Wait's to
+	// write, and the cleanup must not read it meanwhile.
+	waited := make(chan struct{})
 	go func() {
 		scanner := bufio.NewScanner(stdout)
 		for scanner.Scan() {
 			p.lines <- scanner.Text()
 		}
 		close(p.lines)
-		p.exited <- cmd.Wait()
+		err := cmd.Wait()
+		close(waited)
+		p.exited <- err
 	}()
 	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
+		select {
+		case <-waited:
+		default:
 			_ = cmd.Process.Kill()
 		}
 	})
