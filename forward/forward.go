@@ -96,9 +96,8 @@ func Prepare(in *http.Request, opts Options) Request {
 
 // dropped says which of a client's headers a prepared request leaves out,
 // beside the hop-by-hop ones: those named in its Connection header (kept in
-// canonical form), the
-// forwarding headers of a client not trusted (see setForwarded), and Expect
-// once the body is read.
+// canonical form), the forwarding headers of a client not trusted (see
+// setForwarded), and Expect once the body is read.
 type dropped struct {
 	connection []string
 	forwarding bool
@@ -107,10 +106,8 @@ type dropped struct {
 
 // has reports whether name, a header of the client's, is dropped.
 func (d dropped) has(name string) bool {
-	if slices.Contains(hopByHop, name) || d.expect && name == "Expect" || d.forwarding && isForwarding(name) {
-		return true
-	}
-	return slices.Contains(d.connection, name)
+	return slices.Contains(hopByHop, name) || slices.Contains(d.connection, name) ||
+		d.expect && name == "Expect" || d.forwarding && isForwarding(name)
 }
 
 // copyForwarded returns a copy of header without what d drops, its values

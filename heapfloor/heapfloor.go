@@ -21,8 +21,8 @@ import (
 const defaultPercent = 100
 
 // minimumHeap is the heap below which Go does not collect at its default
-// pace; the runtime scales it by the percent too, so the percent must stay
-// under floor's share of it for the floor to hold.
+// pace. The runtime scales it by the percent too: for the floor to hold,
+// the percent may be at most floor*100/minimumHeap.
 const minimumHeap = 4 << 20
 
 // What the pace applies to: the heap the last collection found alive, and
@@ -63,8 +63,9 @@ type sentinel struct{ _ *byte }
 // repace sets the pace from what the last collection found alive and waits
 // for the next collection, unless ctx is done.
 func (p *pacer) repace() {
+	done := p.ctx.Err() != nil
 	percent := defaultPercent
-	if p.ctx.Err() == nil {
+	if !done {
 		metrics.Read(p.sample)
 		live, stacks, globals := p.sample[0].Value.Uint64(), p.sample[1].Value.Uint64(), p.sample[2].Value.Uint64()
 		percent = percentFor(live, live+stacks+globals, p.floor)
@@ -73,8 +74,8 @@ func (p *pacer) repace() {
 		debug.SetGCPercent(percent)
 		p.percent = percent
 	}
-	if p.ctx.Err() == nil {
-		runtime.AddCleanup(new(sentinel), func(p *pacer) { p.repace() }, p)
+	if !done {
+		runtime.AddCleanup(new(sentinel), (*pacer).repace, p)
 	}
 }
 
