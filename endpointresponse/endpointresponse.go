@@ -18,6 +18,7 @@ import (
 
 	"balancing-reverse-proxy/endpoints"
 	"balancing-reverse-proxy/forward"
+	"balancing-reverse-proxy/internal/canonical"
 )
 
 // copyBufferSize is how much of a body is read before it is written on.
@@ -142,7 +143,7 @@ func Flush(w http.ResponseWriter) error {
 // knownLengthUnsaid reports whether resp's body length is known but not in
 // its header, for a response that may have a body.
 func knownLengthUnsaid(resp *http.Response) bool {
-	if resp.ContentLength < 0 || resp.Header.Get("Content-Length") != "" || len(resp.Trailer) > 0 {
+	if resp.ContentLength < 0 || canonical.Get(resp.Header, "Content-Length") != "" || len(resp.Trailer) > 0 {
 		return false
 	}
 	if resp.Request != nil && resp.Request.Method == http.MethodHead {
@@ -159,7 +160,7 @@ func streams(resp *http.Response) bool {
 		return true
 	}
 	// The media type alone, without mime.ParseMediaType's allocations.
-	mediaType, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";")
+	mediaType, _, _ := strings.Cut(canonical.Get(resp.Header, "Content-Type"), ";")
 	return strings.EqualFold(strings.TrimSpace(mediaType), "text/event-stream")
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"balancing-reverse-proxy/endpointresponse"
 	"balancing-reverse-proxy/endpoints"
+	"balancing-reverse-proxy/internal/canonical"
 	"balancing-reverse-proxy/wire"
 )
 
@@ -114,7 +115,7 @@ func retryAfter(resp *http.Response, now time.Time) (time.Duration, bool) {
 	if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable {
 		return 0, false
 	}
-	value := resp.Header.Get("Retry-After")
+	value := canonical.Get(resp.Header, "Retry-After")
 	if value == "" {
 		return 0, false
 	}

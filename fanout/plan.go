@@ -6,6 +6,7 @@ import (
 
 	"balancing-reverse-proxy/endpointresponse"
 	"balancing-reverse-proxy/endpoints"
+	"balancing-reverse-proxy/internal/canonical"
 )
 
 // Refusal is why a request got no extra attempt when it wanted one.
@@ -140,5 +141,5 @@ func repeatable(r *http.Request) bool {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete, http.MethodTrace:
 		return true
 	}
-	return r.Header.Get("Idempotency-Key") != ""
+	return canonical.Get(r.Header, "Idempotency-Key") != ""
 }

@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	"balancing-reverse-proxy/endpoints"
+	"balancing-reverse-proxy/internal/canonical"
 )
 
 // Headers that the proxy adds to every request it sends.
@@ -88,7 +89,7 @@ func Prepare(in *http.Request, opts Options) Request {
 		header.Set("Upgrade", opts.Upgrade)
 	}
 	header[AttemptHeader] = firstAttempt
-	if opts.RequestID != "" && first(header, RequestIDHeader) == "" {
+	if opts.RequestID != "" && canonical.Get(header, RequestIDHeader) == "" {
 		header[RequestIDHeader] = []string{opts.RequestID}
 	}
 	return Request{in: in, header: header}
@@ -133,15 +134,6 @@ func copyForwarded(header http.Header, d dropped) http.Header {
 		block = block[n:]
 	}
 	return out
-}
-
-// first returns the first value of name, in canonical form, in h: what
-// h.Get returns, without canonicalizing name again.
-func first(h http.Header, name string) string {
-	if values := h[name]; len(values) > 0 {
-		return values[0]
-	}
-	return ""
 }
 
 // Values that every prepared request shares, as its attempts share theirs:

@@ -244,6 +244,12 @@ func TestPreparedHeaders(t *testing.T) {
 			want:       http.Header{"Forwarded": {"for=192.0.2.7;proto=http"}},
 			absent:     []string{"X-Forwarded-Host"},
 		},
+		{
+			name:       "a host that is no token quoted, its quotes and backslashes escaped",
+			remoteAddr: "[2001:db8::1]:51234",
+			host:       `odd"host\name`,
+			want:       http.Header{"Forwarded": {`for="[2001:db8::1]";host="odd\"host\\name";proto=http`}},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,10 +1,13 @@
 package forward
 
 import (
+	"balancing-reverse-proxy/internal/canonical"
 	"fmt"
 	"net/http"
 	"net/netip"
 	"strings"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // AcceptedTrustedProxies describes the spelling of TrustedProxies, for error
@@ -100,10 +103,10 @@ func setForwarded(header http.Header, in *http.Request, client netip.Addr) {
 		header[name] = values[len(values)-1 : len(values) : len(values)]
 	}
 	set(headerForwardedFor, chain(header, headerForwardedFor, ip))
-	if first(header, headerForwardedHost) == "" && in.Host != "" {
+	if canonical.Get(header, headerForwardedHost) == "" && in.Host != "" {
 		set(headerForwardedHost, in.Host)
 	}
-	if first(header, headerForwardedProto) == "" {
+	if canonical.Get(header, headerForwardedProto) == "" {
 		set(headerForwardedProto, proto)
 	}
 	set(headerForwarded, chain(header, headerForwarded, element.String()))
@@ -160,30 +163,30 @@ func nodeName(ip string, is6 bool) string {
 	return ip
 }
 
-// quotedPairs escapes what a quoted string must.
-var quotedPairs = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
-
 // writeForwardedValue writes v as RFC 7239 wants: as it is when it is a
-// token, else quoted.
+// token, else quoted, with a backslash before each backslash and quote.
 func writeForwardedValue(b *strings.Builder, v string) {
-	for _, c := range v {
-		if !isTokenChar(c) {
-			b.WriteByte('"')
-			_, _ = quotedPairs.WriteString(b, v)
-			b.WriteByte('"')
-			return
-		}
+	if !strings.ContainsFunc(v, isNotTokenChar) {
+		b.WriteString(v)
+		return
 	}
-	b.WriteString(v)
+	b.WriteByte('"')
+	for i := range len(v) {
+		if v[i] == '\\' || v[i] == '"' {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(v[i])
+	}
+	b.WriteByte('"')
 }
 
-// isTokenChar reports whether c may appear in an HTTP token (RFC 9110).
-func isTokenChar(c rune) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("!#$%&'*+-.^_`|~", c)
+// isNotTokenChar reports whether c may not appear in an HTTP token (RFC 9110).
+func isNotTokenChar(c rune) bool {
+	return !httpguts.IsTokenRune(c)
 }
 
 // IsToken reports whether s is an HTTP token (RFC 9110), as header field
 // names and cookie names are.
 func IsToken(s string) bool {
-	return s != "" && !strings.ContainsFunc(s, func(c rune) bool { return !isTokenChar(c) })
+	return s != "" && !strings.ContainsFunc(s, isNotTokenChar)
 }

@@ -1,6 +1,7 @@
 package h1server
 
 import (
+	"balancing-reverse-proxy/internal/canonical"
 	"bufio"
 	"errors"
 	"fmt"
@@ -92,7 +93,7 @@ func (w *response) WriteHeader(code int) {
 	w.wroteHeader = true
 	w.status = code
 	length := int64(-1)
-	cl := w.handlerHeader.Get("Content-Length")
+	cl := canonical.Get(w.handlerHeader, "Content-Length")
 	if cl != "" {
 		if v, err := strconv.ParseInt(cl, 10, 64); err == nil && v >= 0 {
 			length = v
@@ -132,7 +133,7 @@ func (w *response) headIsDecided(lengthKnown bool) bool {
 	if !lengthKnown || h["Transfer-Encoding"] != nil || h["Trailer"] != nil {
 		return false
 	}
-	if _, typed := h["Content-Type"]; !typed && h.Get("Content-Encoding") == "" {
+	if _, typed := h["Content-Type"]; !typed && canonical.Get(h, "Content-Encoding") == "" {
 		return false
 	}
 	for k := range h {
@@ -341,7 +342,7 @@ func (w *response) writeHead(p []byte) {
 		forEachElement(v, w.declareTrailer)
 	}
 
-	te := header.Get("Transfer-Encoding")
+	te := canonical.Get(header, "Transfer-Encoding")
 	hasTE := te != ""
 	isHEAD := w.req.Method == http.MethodHead
 	_, hasLength := header["Content-Length"]
@@ -350,14 +351,14 @@ func (w *response) writeHead(p []byte) {
 		extra.contentLength = strconv.Itoa(len(p))
 	}
 	hasCL := w.contentLength != -1
-	if w.wantsClose || header.Get("Connection") == "close" || w.conn.server.shuttingDown() {
+	if w.wantsClose || canonical.Get(header, "Connection") == "close" || w.conn.server.shuttingDown() {
 		w.closeAfter = true
 	}
 	w.dropUnreadBody(del, &extra)
 
 	if bodyAllowedForStatus(w.status) {
 		_, haveType := header["Content-Type"]
-		if header.Get("Content-Encoding") == "" && !haveType && !hasTE && len(p) > 0 {
+		if canonical.Get(header, "Content-Encoding") == "" && !haveType && !hasTE && len(p) > 0 {
 			extra.contentType = http.DetectContentType(p)
 		}
 	} else {
@@ -389,7 +390,7 @@ func (w *response) writeHead(p []byte) {
 	if w.chunking {
 		del("Content-Length")
 	}
-	if w.closeAfter && (w.conn.server.shuttingDown() || !hasToken(header.Get("Connection"), "close")) && !isProtocolSwitch(w.status, header) {
+	if w.closeAfter && (w.conn.server.shuttingDown() || !hasToken(canonical.Get(header, "Connection"), "close")) && !isProtocolSwitch(w.status, header) {
 		del("Connection")
 		extra.connection = "close"
 	}
@@ -538,7 +539,7 @@ func suppressedHeaders(status int) []string {
 }
 
 func isProtocolSwitch(code int, h http.Header) bool {
-	return code == http.StatusSwitchingProtocols && h.Get("Upgrade") != "" &&
+	return code == http.StatusSwitchingProtocols && canonical.Get(h, "Upgrade") != "" &&
 		httpguts.HeaderValuesContainsToken(h["Connection"], "Upgrade")
 }
 

@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"balancing-reverse-proxy/internal/canonical"
 	"balancing-reverse-proxy/scope"
 )
 
@@ -105,7 +106,7 @@ func (c *h1Client) takes(req *http.Request) bool {
 	default:
 		return false
 	}
-	if len(req.Trailer) > 0 || req.Header.Get("Upgrade") != "" || req.Header.Get("Expect") != "" {
+	if len(req.Trailer) > 0 || canonical.Get(req.Header, "Upgrade") != "" || canonical.Get(req.Header, "Expect") != "" {
 		return false
 	}
 	if req.Body == nil || req.Body == http.NoBody {
@@ -164,7 +165,7 @@ func replayable(req *http.Request) bool {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
 		return true
 	}
-	return req.Header.Get("Idempotency-Key") != "" || req.Header.Get("X-Idempotency-Key") != ""
+	return canonical.Get(req.Header, "Idempotency-Key") != "" || canonical.Get(req.Header, "X-Idempotency-Key") != ""
 }
 
 // endpointAddress returns the host and port req goes to.
@@ -626,7 +627,7 @@ func (c *h1Conn) encode(req *http.Request) error {
 func appendField(b []byte, name, value string) []byte {
 	b = append(b, name...)
 	b = append(b, ": "...)
-	b = append(b, trimASCIISpace(value)...)
+	b = append(b, textproto.TrimString(value)...)
 	return append(b, "\r\n"...)
 }
 

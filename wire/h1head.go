@@ -1,12 +1,14 @@
 package wire
 
 import (
+	"balancing-reverse-proxy/internal/canonical"
 	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"strings"
 )
@@ -74,7 +76,7 @@ func (r *headReader) readResponse(method string, resp *http.Response) (f framing
 			// The connection is the upgraded protocol's from here, as Go's
 			// Transport hands it over; without an upgrade, a 101 has no body.
 			f.spent = true
-			if h.header.Get("Upgrade") != "" && hasToken(h.header["Connection"], "upgrade") {
+			if canonical.Get(h.header, "Upgrade") != "" && hasToken(h.header["Connection"], "upgrade") {
 				f.body = unboundedBody
 			}
 		} else if h.contentLength && h.chunk {
@@ -262,15 +264,16 @@ func parseHead(s string, fields int) (head, error) {
 	return h, nil
 }
 
-// trimSpaceTab returns s without the spaces and tabs around it.
+// trimSpaceTab returns s without the spaces and tabs around it. A loop:
+// strings.Trim builds its set of bytes on every call.
 func trimSpaceTab(s string) string {
-	return strings.Trim(s, " \t")
-}
-
-// trimASCIISpace returns s without the ASCII white space around it, as Go's
-// textproto.TrimString does (no Unicode spaces, unlike strings.TrimSpace).
-func trimASCIISpace(s string) string {
-	return strings.Trim(s, " \t\r\n")
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
 }
 
 // asciiEqualFold reports whether a and b are equal ignoring ASCII case
@@ -432,7 +435,7 @@ func (h *head) shouldClose() bool {
 func hasToken(values []string, token string) bool {
 	for _, v := range values {
 		for part := range strings.SplitSeq(v, ",") {
-			if asciiEqualFold(strings.Trim(part, " \t"), token) {
+			if asciiEqualFold(trimSpaceTab(part), token) {
 				return true
 			}
 		}
@@ -445,9 +448,9 @@ func hasToken(values []string, token string) bool {
 func (h *head) length(method string, chunked bool) (int64, error) {
 	lengths := h.header["Content-Length"]
 	if len(lengths) > 1 {
-		first := trimASCIISpace(lengths[0])
+		first := textproto.TrimString(lengths[0])
 		for _, other := range lengths[1:] {
-			if trimASCIISpace(other) != first {
+			if textproto.TrimString(other) != first {
 				return 0, fmt.Errorf("http: message cannot contain multiple Content-Length headers; got %q", lengths)
 			}
 		}
@@ -479,7 +482,7 @@ func parseContentLength(values []string) (int64, error) {
 	if len(values) == 0 {
 		return -1, nil
 	}
-	value := trimASCIISpace(values[0])
+	value := textproto.TrimString(values[0])
 	if value == "" {
 		return 0, malformed("invalid empty Content-Length", value)
 	}
@@ -501,7 +504,7 @@ func (h *head) announcedTrailer(chunked bool) (http.Header, error) {
 	trailer := make(http.Header)
 	for _, v := range announced {
 		for name := range strings.SplitSeq(v, ",") {
-			name = strings.Trim(name, " \t")
+			name = trimSpaceTab(name)
 			if name == "" {
 				continue
 			}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"balancing-reverse-proxy/endpoints"
+	"balancing-reverse-proxy/internal/canonical"
 )
 
 // Transport sends the requests of every attempt to every endpoint: HTTP/1.1,
@@ -249,7 +250,7 @@ func (t *Transport) check(resp *http.Response, watch *watch) error {
 // transportFor returns the transport that carries req.
 func (t *Transport) transportFor(req *http.Request) *http.Transport {
 	switch {
-	case req.Header.Get("Upgrade") != "":
+	case canonical.Get(req.Header, "Upgrade") != "":
 		return t.upgrades
 	case req.URL.Scheme == endpoints.SchemeH2C:
 		return t.h2c
