@@ -34,6 +34,8 @@ type attempt struct {
 	// is set when that bound is the request's deadline.
 	headerTimeout time.Duration
 	atDeadline    bool
+	// started is when the attempt was launched, which its Elapsed counts from.
+	started time.Time
 }
 
 // send sends the attempt's request through transport (or the endpoint's own)
@@ -42,7 +44,6 @@ func (a *attempt) send(transport http.RoundTripper) *endpointresponse.Outcome {
 	if a.endpoint.Transport != nil {
 		transport = a.endpoint.Transport
 	}
-	start := time.Now()
 	var timer *time.Timer
 	if a.headerTimeout > 0 {
 		timer = time.AfterFunc(a.headerTimeout, a.cancel)
@@ -61,7 +62,7 @@ func (a *attempt) send(transport http.RoundTripper) *endpointresponse.Outcome {
 			err = errCutAtDeadline
 		}
 	}
-	outcome.Elapsed = time.Since(start)
+	outcome.Elapsed = time.Since(a.started)
 	if err != nil {
 		outcome.Err = fmt.Errorf("endpoint %d (%s): %w", a.endpoint.Index, a.endpoint, err)
 		return outcome
@@ -78,7 +79,7 @@ func (p *Proxy) feedback(in *http.Request, outcome *endpointresponse.Outcome, te
 	pool, endpoint := p.Endpoints, outcome.Endpoint
 	switch {
 	case outcome.Err == nil:
-		if pause, ok := retryAfter(outcome.Response, time.Now()); ok {
+		if pause, ok := retryAfter(outcome.Response, time.Now); ok {
 			pool.Pause(endpoint, pause)
 		}
 		if terminal {
@@ -110,8 +111,9 @@ func cutShort(outcome *endpointresponse.Outcome) bool {
 const maxRetryAfter = time.Hour
 
 // retryAfter returns the pause that a 429 or 503 response asks for in its
-// Retry-After header, in seconds or as a date.
-func retryAfter(resp *http.Response, now time.Time) (time.Duration, bool) {
+// Retry-After header, in seconds or as a date (then now tells the time:
+// the clock is read only for such a date).
+func retryAfter(resp *http.Response, now func() time.Time) (time.Duration, bool) {
 	if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable {
 		return 0, false
 	}
@@ -123,7 +125,7 @@ func retryAfter(resp *http.Response, now time.Time) (time.Duration, bool) {
 	if seconds, err := strconv.ParseUint(value, 10, 32); err == nil {
 		pause = time.Duration(seconds) * time.Second
 	} else if date, err := http.ParseTime(value); err == nil {
-		pause = date.Sub(now)
+		pause = date.Sub(now())
 	}
 	if pause <= 0 {
 		return 0, false

@@ -441,7 +441,7 @@ func TestRetryAfterValues(t *testing.T) {
 	}
 	for _, tt := range tests {
 		resp := &http.Response{StatusCode: tt.status, Header: http.Header{"Retry-After": {tt.value}}}
-		got, ok := retryAfter(resp, now)
+		got, ok := retryAfter(resp, func() time.Time { return now })
 		assert.Equal(t, tt.ok, ok, "%d %q", tt.status, tt.value)
 		assert.Equal(t, tt.want, got, "%d %q", tt.status, tt.value)
 	}

@@ -226,9 +226,9 @@ func (x *exchange) start(hedge bool) bool {
 	cancel := ctx.Cancel
 	x.losers.add(cancel)
 	body, length := x.body.forAttempt()
-	a := attempt{endpoint: endpoint, number: x.done.Attempts, cancel: cancel}
+	a := attempt{endpoint: endpoint, number: x.done.Attempts, cancel: cancel, started: x.lastLaunch}
 	a.request = x.forwarded.To(ctx, endpoint, a.number, body, length)
-	a.headerTimeout, a.atDeadline = x.plan.headerTimeout(x.proxy.TryTimeout)
+	a.headerTimeout, a.atDeadline = x.plan.headerTimeout(x.proxy.TryTimeout, a.started)
 	kind := AttemptStarted
 	if hedge {
 		kind = HedgeSent

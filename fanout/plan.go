@@ -115,14 +115,14 @@ func (pl *plan) refusal(failed *endpointresponse.Outcome) Refusal {
 	return NotRefused
 }
 
-// headerTimeout is how long an attempt started now may wait for its headers:
-// tryTimeout (zero for no bound), and no later than the deadline, in which
-// case atDeadline is set.
-func (pl *plan) headerTimeout(tryTimeout time.Duration) (timeout time.Duration, atDeadline bool) {
+// headerTimeout is how long an attempt started at now may wait for its
+// headers: tryTimeout (zero for no bound), and no later than the deadline,
+// in which case atDeadline is set.
+func (pl *plan) headerTimeout(tryTimeout time.Duration, now time.Time) (timeout time.Duration, atDeadline bool) {
 	if pl.deadline.IsZero() {
 		return tryTimeout, false
 	}
-	left := max(time.Until(pl.deadline), time.Nanosecond)
+	left := max(pl.deadline.Sub(now), time.Nanosecond)
 	if tryTimeout == 0 || left < tryTimeout {
 		return left, true
 	}
