@@ -11,6 +11,8 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // This file reads response heads for h1Client by the rules of Go's
@@ -315,11 +317,7 @@ func fieldKey(name string) (string, bool) {
 
 // tokenByte reports whether c may be in a token (RFC 9110, section 5.6.2).
 func tokenByte(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
-	}
-	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+	return httpguts.IsTokenRune(rune(c))
 }
 
 // validFieldValue reports whether v has only bytes a field value may have:
