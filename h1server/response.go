@@ -489,7 +489,9 @@ func (e extraFields) write(bw *bufio.Writer, c *conn) {
 func writeStatusLine(bw *bufio.Writer, code int) {
 	_, _ = bw.WriteString("HTTP/1.1 ")
 	if text := http.StatusText(code); text != "" {
-		_, _ = bw.WriteString(strconv.Itoa(code))
+		// Appended in the writer's own buffer: strconv.Itoa allocates for
+		// codes of 100 and over.
+		_, _ = bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(code), 10))
 		_ = bw.WriteByte(' ')
 		_, _ = bw.WriteString(text)
 		_, _ = bw.WriteString("\r\n")
