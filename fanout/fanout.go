@@ -180,7 +180,9 @@ func (x *exchange) prepare() {
 	options := forward.Options{Trusted: x.proxy.TrustedProxies, Upgrade: x.plan.upgrade, BodyRead: x.body.replayable}
 	options.RequestID = logging.RequestID(x.in)
 	x.forwarded = forward.Prepare(x.in, options)
-	x.results = make(chan *endpointresponse.Outcome, x.plan.maxAttempts)
+	if !x.plan.inline {
+		x.results = make(chan *endpointresponse.Outcome, x.plan.maxAttempts)
+	}
 	x.tried = x.triedArray[:0]
 }
 
@@ -242,10 +244,12 @@ func (x *exchange) finish() {
 	// like the others: cancelled, their connections would be reset.
 	x.losers.cancelUnanswered(x.winner)
 	x.running.Wait()
-	close(x.results)
-	for outcome := range x.results {
-		x.note(outcome)
-		x.losers.drain(outcome)
+	if x.results != nil {
+		close(x.results)
+		for outcome := range x.results {
+			x.note(outcome)
+			x.losers.drain(outcome)
+		}
 	}
 	x.losers.cancelAllBut(nil)
 	if x.fallback != nil {

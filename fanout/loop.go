@@ -21,9 +21,12 @@ type exchange struct {
 	// forwarded is in, prepared once for every attempt.
 	forwarded forward.Request
 
-	// results carries the attempts' outcomes; sized to the plan's attempts,
-	// so that no attempt blocks on sending.
-	results chan *endpointresponse.Outcome
+	// results carries the outcomes of attempts sent aside; sized to the
+	// plan's attempts, so that no attempt blocks on sending. An inline plan
+	// has none (a channel costs two allocations and a lock per operation):
+	// its attempt's outcome waits in inlineOutcome to be taken in.
+	results       chan *endpointresponse.Outcome
+	inlineOutcome *endpointresponse.Outcome
 	// running counts the attempts whose goroutine has not returned.
 	running sync.WaitGroup
 	// next is the first candidate not tried yet; tried holds those tried,
@@ -96,6 +99,13 @@ func (x *exchange) run() loopEnd {
 		}
 	}()
 	for x.pending > 0 {
+		if outcome := x.inlineOutcome; outcome != nil {
+			x.inlineOutcome = nil
+			if end, over := x.handle(outcome); over {
+				return end
+			}
+			continue
+		}
 		var hedge <-chan time.Time
 		if wait, ok := x.plan.schedule.wait(); ok && x.canStart() && !x.noHedges {
 			if wait -= time.Since(x.lastLaunch); wait <= 0 {
@@ -111,17 +121,8 @@ func (x *exchange) run() loopEnd {
 		}
 		select {
 		case outcome := <-x.results:
-			if x.takeIn(outcome) {
-				x.winner = outcome
-				return terminalAnswer
-			}
-			if x.plan.expired() {
-				x.done.Failures = append(x.done.Failures, fmt.Errorf("no terminal answer within the time-out of %s", x.proxy.Timeout))
-				return x.passLast(deadlineExpired)
-			}
-			// A failure that is only the client's leaving must not start another.
-			if x.in.Context().Err() == nil {
-				x.extend(outcome)
+			if end, over := x.handle(outcome); over {
+				return end
 			}
 		case <-hedge:
 			// The delay has passed: the next pass starts the hedge.
@@ -130,6 +131,24 @@ func (x *exchange) run() loopEnd {
 		}
 	}
 	return x.passLast(allFailed)
+}
+
+// handle takes in an attempt's outcome and, unless it ends the loop (over,
+// with end), starts the next attempt the plan allows.
+func (x *exchange) handle(outcome *endpointresponse.Outcome) (end loopEnd, over bool) {
+	if x.takeIn(outcome) {
+		x.winner = outcome
+		return terminalAnswer, true
+	}
+	if x.plan.expired() {
+		x.done.Failures = append(x.done.Failures, fmt.Errorf("no terminal answer within the time-out of %s", x.proxy.Timeout))
+		return x.passLast(deadlineExpired), true
+	}
+	// A failure that is only the client's leaving must not start another.
+	if x.in.Context().Err() == nil {
+		x.extend(outcome)
+	}
+	return 0, false
 }
 
 // takeIn handles an attempt's outcome as it comes in: it tells the observers
@@ -238,8 +257,7 @@ func (x *exchange) start(hedge bool) bool {
 	}
 	x.proxy.observe(Event{Kind: kind, Request: x.in, Endpoint: endpoint, Attempt: a.number})
 	if x.plan.inline {
-		// results has room for every attempt, so this does not block.
-		x.results <- a.send(x.proxy.Transport)
+		x.inlineOutcome = a.send(x.proxy.Transport)
 		return true
 	}
 	x.running.Add(1)
