@@ -14,6 +14,7 @@ package scope
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,9 +23,11 @@ import (
 type Context struct {
 	parent context.Context
 
-	mu   sync.Mutex
-	err  error
-	done chan struct{}
+	mu  sync.Mutex
+	err error
+	// done holds the Done channel once asked for (or cancelled): read
+	// without the lock, as Done is asked for several times a request.
+	done atomic.Value
 	// hooks are what runs at the cancellation; a free slot is the zero
 	// hook. The first few live in hooksArray.
 	hooks      []hook
@@ -147,10 +150,10 @@ func (c *Context) cancel(err error) {
 		return
 	}
 	c.err = err
-	if c.done == nil {
-		c.done = closed
+	if done, _ := c.done.Load().(chan struct{}); done == nil {
+		c.done.Store(closed)
 	} else {
-		close(c.done)
+		close(done)
 	}
 	hooks := c.hooks
 	c.hooks = nil
@@ -177,12 +180,17 @@ func (c *Context) Deadline() (time.Time, bool) { return c.parent.Deadline() }
 
 // Done returns a channel closed once the scope is cancelled.
 func (c *Context) Done() <-chan struct{} {
+	if done, ok := c.done.Load().(chan struct{}); ok {
+		return done
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.done == nil {
-		c.done = make(chan struct{})
+	done, ok := c.done.Load().(chan struct{})
+	if !ok {
+		done = make(chan struct{})
+		c.done.Store(done)
 	}
-	return c.done
+	return done
 }
 
 // Err returns nil until the scope is cancelled, then why: context.Canceled,
