@@ -198,9 +198,12 @@ func RemoveHopByHop(h http.Header) {
 	for name := range tokens(h, "Connection") {
 		h.Del(name)
 	}
-	for _, name := range hopByHop {
-		// In canonical form already.
-		delete(h, name)
+	// A pass over h's few fields rather than a delete for each of
+	// hopByHop's names, each a hash of the name.
+	for name := range h {
+		if slices.Contains(hopByHop, name) {
+			delete(h, name)
+		}
 	}
 }
 
