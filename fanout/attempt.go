@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"balancing-reverse-proxy/coarsetimer"
 	"balancing-reverse-proxy/endpointresponse"
 	"balancing-reverse-proxy/endpoints"
 	"balancing-reverse-proxy/internal/canonical"
@@ -39,14 +40,14 @@ type attempt struct {
 }
 
 // send sends the attempt's request through transport (or the endpoint's own)
-// and waits for its headers.
-func (a *attempt) send(transport http.RoundTripper) *endpointresponse.Outcome {
+// and waits for its headers, bounded by a timer of timers.
+func (a *attempt) send(transport http.RoundTripper, timers *coarsetimer.Group) *endpointresponse.Outcome {
 	if a.endpoint.Transport != nil {
 		transport = a.endpoint.Transport
 	}
-	var timer *time.Timer
+	var timer *coarsetimer.Timer
 	if a.headerTimeout > 0 {
-		timer = time.AfterFunc(a.headerTimeout, a.cancel)
+		timer = timers.AfterFunc(a.headerTimeout, a.cancel)
 	}
 	resp, err := transport.RoundTrip(a.request)
 	outcome := &endpointresponse.Outcome{Endpoint: a.endpoint, Attempt: a.number, Cancel: a.cancel, NotSent: wire.NotSent(err)}

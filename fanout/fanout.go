@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"time"
 
+	"balancing-reverse-proxy/coarsetimer"
 	"balancing-reverse-proxy/logging"
 
 	"balancing-reverse-proxy/budget"
@@ -58,8 +59,12 @@ type Proxy struct {
 	// is no bound.
 	Timeout time.Duration
 	// TryTimeout bounds each attempt's wait for its response headers, from its
-	// start. If zero, there is no bound.
+	// start. If zero, there is no bound. The wait ends up to a twentieth of
+	// its bound late (50 ms at most), as does one bounded by Timeout.
 	TryTimeout time.Duration
+	// headerTimers bound the attempts' waits for their headers: coarse
+	// timers, as nearly all of them are stopped by the headers.
+	headerTimers coarsetimer.Group
 	// ResponseIdleTimeout bounds each wait for the winner's next body bytes;
 	// a body that stalls longer is cut off and the client's connection
 	// aborted. If zero, there is no bound.

@@ -257,7 +257,7 @@ func (x *exchange) start(hedge bool) bool {
 	}
 	x.proxy.observe(Event{Kind: kind, Request: x.in, Endpoint: endpoint, Attempt: a.number})
 	if x.plan.inline {
-		x.inlineOutcome = a.send(x.proxy.Transport)
+		x.inlineOutcome = a.send(x.proxy.Transport, &x.proxy.headerTimers)
 		return true
 	}
 	x.running.Add(1)
@@ -274,7 +274,7 @@ func (x *exchange) wasHedge(number int) bool {
 // running's count of.
 func (x *exchange) sendAside(a attempt) {
 	defer x.running.Done()
-	outcome := a.send(x.proxy.Transport)
+	outcome := a.send(x.proxy.Transport, &x.proxy.headerTimers)
 	if outcome.Response != nil {
 		x.losers.markAnswered(a.number)
 	}
