@@ -511,7 +511,8 @@ func (c *CLI) serve(ctx context.Context, releaseSignals func()) error {
 			listen: c.Address, admin: adminAddress, digest: routed.file.Digest}
 		reloadCtx, stopReloading := context.WithCancel(context.Background())
 		reloading := make(chan struct{})
-		go func() { defer close(reloading); rl.run(reloadCtx) }()
+		triggers := rl.watch()
+		go func() { defer close(reloading); rl.run(reloadCtx, triggers) }()
 		defer func() { stopReloading(); <-reloading }()
 	}
 	routed.describe(logger.Info().Str("address", listener.Addr().String()).Str("protocols", server.Protocols.String())).Msg("listening")

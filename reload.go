@@ -146,21 +146,48 @@ type reloader struct {
 // read: an editor writes in steps, and a config map swaps a symlink.
 const settleDelay = 200 * time.Millisecond
 
-// run reloads until ctx ends: on SIGHUP whatever the file holds, on a change
-// in the file's directory when its content changed.
-func (rl *reloader) run(ctx context.Context) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	var events chan fsnotify.Event
+// triggers are what reloads the configuration: SIGHUP, and the events of
+// the file's directory (none when it cannot be watched).
+type triggers struct {
+	hup     chan os.Signal
+	watcher *fsnotify.Watcher
+}
+
+// watch starts taking the triggers. It runs before the proxy says it
+// listens, so that neither a SIGHUP (whose default ends the process) nor a
+// change of the file made right after goes by unseen.
+func (rl *reloader) watch() triggers {
+	t := triggers{hup: make(chan os.Signal, 1)}
+	signal.Notify(t.hup, syscall.SIGHUP)
 	watcher, err := fsnotify.NewWatcher()
 	if err == nil {
-		defer watcher.Close()
-		err = watcher.Add(filepath.Dir(rl.cli.Config))
-		events = watcher.Events
+		if err = watcher.Add(filepath.Dir(rl.cli.Config)); err != nil {
+			watcher.Close()
+		}
 	}
 	if err != nil {
 		rl.logger.Warn().Err(err).Msg("not watching --config for changes; SIGHUP still reloads it")
+		return t
+	}
+	t.watcher = watcher
+	return t
+}
+
+// stop stops taking the triggers.
+func (t triggers) stop() {
+	signal.Stop(t.hup)
+	if t.watcher != nil {
+		t.watcher.Close()
+	}
+}
+
+// run reloads until ctx ends: on SIGHUP whatever the file holds, on a change
+// in the file's directory when its content changed. It stops t at its end.
+func (rl *reloader) run(ctx context.Context, t triggers) {
+	defer t.stop()
+	var events chan fsnotify.Event
+	if t.watcher != nil {
+		events = t.watcher.Events
 	}
 	settle := time.NewTimer(time.Hour)
 	settle.Stop()
@@ -169,7 +196,7 @@ func (rl *reloader) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-hup:
+		case <-t.hup:
 			rl.reload("SIGHUP", true)
 		case event := <-events:
 			if rl.concerns(event) {
