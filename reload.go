@@ -186,8 +186,9 @@ func (t triggers) stop() {
 func (rl *reloader) run(ctx context.Context, t triggers) {
 	defer t.stop()
 	var events chan fsnotify.Event
+	var errs chan error
 	if t.watcher != nil {
-		events = t.watcher.Events
+		events, errs = t.watcher.Events, t.watcher.Errors
 	}
 	settle := time.NewTimer(time.Hour)
 	settle.Stop()
@@ -202,6 +203,12 @@ func (rl *reloader) run(ctx context.Context, t triggers) {
 			if rl.concerns(event) {
 				settle.Reset(settleDelay)
 			}
+		case err := <-errs:
+			// Read, or the watcher stalls on its next error and sends no more
+			// events. Events may be lost (an overflow): the file is read again,
+			// and reloaded if its content changed.
+			rl.logger.Warn().Err(err).Msg("watching --config; reading it again in case a change was missed")
+			settle.Reset(settleDelay)
 		case <-settle.C:
 			rl.reload("file changed", false)
 		}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -377,4 +381,35 @@ func TestTheFilesAdminServesMetricsThatCountTheReloads(t *testing.T) {
 	rewrite(t, path, "routes: [\n")
 	require.Eventually(t, func() bool { return metricValue(admin, `brp_config_reloads_total{result="failure"}`) == 1 }, hangGuard, 10*time.Millisecond)
 	assert.InDelta(t, 1, metricValue(admin, `brp_config_reloads_total{result="success"}`), 0)
+}
+
+func TestTheFileWatchsErrorsAreReadAndLogged(t *testing.T) {
+	t.Parallel()
+	path := writeConfig(t, "routes:\n  - {name: r, endpoints: [http://127.0.0.1:1]}\n")
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	logs := &syncbuffer.Buffer{}
+	// The file's digest is the one in force: the re-read after an error
+	// finds nothing to reload, so the reloader needs no engine here.
+	rl := &reloader{cli: &CLI{Config: path}, logger: zerolog.New(logs), digest: sha256.Sum256(data)}
+	watcher, err := fsnotify.NewWatcher()
+	require.NoError(t, err)
+	require.NoError(t, watcher.Add(t.TempDir()))
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { defer close(ran); rl.run(ctx, triggers{hup: make(chan os.Signal, 1), watcher: watcher}) }()
+	defer func() { cancel(); <-ran }()
+	// fsnotify sends its errors on an unbuffered channel from the goroutine
+	// that also sends the events: an error nobody reads stalls the watch.
+	for range 2 {
+		select {
+		case watcher.Errors <- fsnotify.ErrEventOverflow:
+		case <-time.After(hangGuard):
+			t.Fatal("nobody reads the watcher's errors")
+		}
+	}
+	require.Eventually(t, func() bool {
+		return strings.Contains(logs.String(), "reading it again in case a change was missed")
+	}, hangGuard, 10*time.Millisecond)
+	assert.Contains(t, logs.String(), fsnotify.ErrEventOverflow.Error())
 }
