@@ -1,5 +1,6 @@
-// Package coarsetimer has timers that fire up to a twentieth of their
-// duration late (1 ms at least, 50 ms at most), all of a group by one pass
+// Package coarsetimer has timers that fire late by up to a twentieth of
+// their duration, but at most 50 ms (and up to 1 ms for those under 20 ms),
+// never early, all of a group by one pass
 // over them, for deadlines that are nearly always stopped long before they
 // come, such as an attempt's wait for its headers. A runtime timer per
 // deadline (time.AfterFunc, then Stop) costs an allocation and a push into

@@ -87,7 +87,10 @@ const (
 // deadline passes or the client leaves, and sets the winner: the terminal
 // answer, or the last non-terminal one (nil if none). Every schedule runs
 // through it: serial never starts one attempt while another is pending,
-// fan-out waits zero, hedged waits the hedge delay.
+// fan-out waits zero, hedged waits the hedge delay. An inline plan's
+// attempt has answered or failed by the time the loop takes it in, so such a
+// plan sees its client leave through the attempt's cancellation (the ending
+// is then ClientGone, see failureEnding), not in the select.
 func (x *exchange) run() loopEnd {
 	if !x.start(false) {
 		return noEndpointFree

@@ -1,13 +1,14 @@
 package forward
 
 import (
-	"balancing-reverse-proxy/internal/canonical"
 	"fmt"
 	"net/http"
 	"net/netip"
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
+
+	"balancing-reverse-proxy/internal/canonical"
 )
 
 // AcceptedTrustedProxies describes the spelling of TrustedProxies, for error

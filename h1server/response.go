@@ -1,7 +1,6 @@
 package h1server
 
 import (
-	"balancing-reverse-proxy/internal/canonical"
 	"bufio"
 	"errors"
 	"fmt"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+
+	"balancing-reverse-proxy/internal/canonical"
 )
 
 // bufferBeforeChunking is how much of a body is held before the head is

@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"balancing-reverse-proxy/internal/canonical"
 	"bufio"
 	"bytes"
 	"errors"
@@ -13,6 +12,8 @@ import (
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
+
+	"balancing-reverse-proxy/internal/canonical"
 )
 
 // This file reads response heads for h1Client by the rules of Go's
