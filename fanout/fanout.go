@@ -13,13 +13,12 @@ import (
 	"net/http"
 	"time"
 
-	"balancing-reverse-proxy/coarsetimer"
-	"balancing-reverse-proxy/logging"
-
 	"balancing-reverse-proxy/budget"
+	"balancing-reverse-proxy/coarsetimer"
 	"balancing-reverse-proxy/endpointresponse"
 	"balancing-reverse-proxy/endpoints"
 	"balancing-reverse-proxy/forward"
+	"balancing-reverse-proxy/logging"
 	"balancing-reverse-proxy/session"
 	"balancing-reverse-proxy/terminal"
 )

@@ -66,10 +66,8 @@ func Prepare(in *http.Request, opts Options) Request {
 	// Not an IP connection (a test pipe): nothing is known of the client.
 	known := err == nil
 	var listed [4]string
-	drop := dropped{connection: listed[:0], forwarding: !known || !opts.Trusted.trusts(peer.Addr()), expect: opts.BodyRead}
-	for name := range tokens(in.Header, "Connection") {
-		drop.connection = append(drop.connection, http.CanonicalHeaderKey(name))
-	}
+	drop := hopByHopOf(in.Header, listed[:0])
+	drop.forwarding, drop.expect = !known || !opts.Trusted.trusts(peer.Addr()), opts.BodyRead
 	header := copyForwarded(in.Header, drop)
 	// Trailers can only travel when the endpoint is told the client accepts them.
 	if HasToken(in.Header, "Te", "trailers") {
@@ -95,17 +93,27 @@ func Prepare(in *http.Request, opts Options) Request {
 	return Request{in: in, header: header}
 }
 
-// dropped says which of a client's headers a prepared request leaves out,
-// beside the hop-by-hop ones: those named in its Connection header (kept in
-// canonical form), the forwarding headers of a client not trusted (see
-// setForwarded), and Expect once the body is read.
+// dropped says which headers of a message do not travel on, beside the
+// hop-by-hop ones: those named in its Connection header (kept in canonical
+// form), and, of a client's request, the forwarding headers of a client not
+// trusted (see setForwarded) and Expect once the body is read.
 type dropped struct {
 	connection []string
 	forwarding bool
 	expect     bool
 }
 
-// has reports whether name, a header of the client's, is dropped.
+// hopByHopOf returns what of h describes one connection only: the
+// hop-by-hop headers and those named in its Connection header, appended in
+// canonical form to listed.
+func hopByHopOf(h http.Header, listed []string) dropped {
+	for name := range tokens(h, "Connection") {
+		listed = append(listed, http.CanonicalHeaderKey(name))
+	}
+	return dropped{connection: listed}
+}
+
+// has reports whether the header name is dropped.
 func (d dropped) has(name string) bool {
 	return slices.Contains(hopByHop, name) || slices.Contains(d.connection, name) ||
 		d.expect && name == "Expect" || d.forwarding && isForwarding(name)
@@ -192,16 +200,15 @@ var hopByHop = []string{
 }
 
 // RemoveHopByHop deletes from h the hop-by-hop headers and every header named in
-// its Connection header. It is used on requests going up and responses coming
-// back.
+// its Connection header. It is used on the answers coming back; the requests
+// going up are copied without them (see Prepare).
 func RemoveHopByHop(h http.Header) {
-	for name := range tokens(h, "Connection") {
-		h.Del(name)
-	}
+	var listed [4]string
+	drop := hopByHopOf(h, listed[:0])
 	// A pass over h's few fields rather than a delete for each of
 	// hopByHop's names, each a hash of the name.
 	for name := range h {
-		if slices.Contains(hopByHop, name) {
+		if drop.has(name) {
 			delete(h, name)
 		}
 	}
